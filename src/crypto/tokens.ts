@@ -1,0 +1,33 @@
+/** Token minting: 256 random bits, base64url, prefixed by kind. Stored only as keyed hashes (Keyring.tokenHash). */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+
+export const TOKEN_KINDS = ['pat', 'agent', 'sess', 'appr'] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
+const TOKEN_RE = /^lk_(pat|agent|sess|appr)_([A-Za-z0-9_-]{43})$/;
+
+export function mintToken(kind: TokenKind): string {
+  return `lk_${kind}_${randomBytes(32).toString('base64url')}`;
+}
+
+/** The kind of a well-formed token, or null for anything else (never throws, never echoes the input). */
+export function tokenKind(token: string): TokenKind | null {
+  const m = TOKEN_RE.exec(token);
+  return m ? (m[1] as TokenKind) : null;
+}
+
+/** Constant-time equality of two hex or ascii strings of any length. */
+export function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a, 'utf8');
+  const bb = Buffer.from(b, 'utf8');
+  if (ab.length !== bb.length) {
+    timingSafeEqual(ab, ab);
+    return false;
+  }
+  return timingSafeEqual(ab, bb);
+}
+
+/** A short random id for rows (not a secret). */
+export function newId(): string {
+  return randomBytes(12).toString('base64url');
+}

@@ -1,0 +1,357 @@
+/**
+ * Store over Kysely, one implementation for both backends. Differences are confined to
+ * openStore() (dialect, pragmas) and the few places that name them explicitly (FOR UPDATE).
+ */
+import { Kysely, Migrator, sql, type Transaction, type MigrationProvider, type Migration } from 'kysely';
+import type { Backend, DB } from './schema.js';
+import { migrations } from './schema.js';
+import type {
+  AuditHead, AuditQuery, AuditRow, KeyRow, SecretListQuery, SecretRow, SecretWithCurrent, Store, TokenRow,
+  UserRow, VaultRow, VersionRow,
+} from './store.js';
+import { UniqueViolation } from './store.js';
+
+type Exec = Kysely<DB> | Transaction<DB>;
+
+function isUniqueViolation(err: unknown): string | null {
+  const e = err as { code?: string; constraint?: string; message?: string };
+  if (e?.code === '23505') return e.constraint ?? 'unique';
+  if (e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return e.message ?? 'unique';
+  return null;
+}
+
+async function guardUnique<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    const c = isUniqueViolation(err);
+    if (c) throw new UniqueViolation(c);
+    throw err;
+  }
+}
+
+const versionMetaColumns = ['secret_id', 'version', 'kek_version', 'created_at', 'created_by', 'rotated_at'] as const;
+
+export class KyselyStore implements Store {
+  constructor(
+    readonly backend: Backend,
+    readonly location: string,
+    private readonly db: Exec,
+    private readonly root: Kysely<DB>,
+    private readonly inTx = false,
+  ) {}
+
+  async tx<T>(fn: (s: Store) => Promise<T>): Promise<T> {
+    if (this.inTx) return fn(this);
+    return this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx, this.root, true)));
+  }
+
+  async close(): Promise<void> {
+    if (!this.inTx) await this.root.destroy();
+  }
+
+  /** Applies pending migrations; safe to call from several replicas at once. */
+  async migrate(): Promise<void> {
+    const all = migrations(this.backend);
+    const provider: MigrationProvider = { getMigrations: async () => all as Record<string, Migration> };
+    const { error, results } = await new Migrator({ db: this.root, provider }).migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error');
+      throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${(error as Error).message ?? error}`);
+    }
+  }
+
+  /** True when the schema exists (the meta table is there), without creating anything. */
+  async initialized(): Promise<boolean> {
+    const tables = await this.root.introspection.getTables();
+    return tables.some((t) => t.name === 'meta');
+  }
+
+  // ---- meta and keys
+
+  async getMeta(key: string): Promise<string | null> {
+    const r = await this.db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirst();
+    return r?.value ?? null;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    await this.db.insertInto('meta').values({ key, value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
+      .execute();
+  }
+
+  listKeys(): Promise<KeyRow[]> {
+    return this.db.selectFrom('keys').selectAll().orderBy('purpose').orderBy('version').execute();
+  }
+
+  async insertKey(row: KeyRow): Promise<void> {
+    await guardUnique(this.db.insertInto('keys').values(row).execute());
+  }
+
+  async replaceKeys(rows: KeyRow[]): Promise<void> {
+    await this.db.deleteFrom('keys').execute();
+    if (rows.length) await this.db.insertInto('keys').values(rows).execute();
+  }
+
+  // ---- vaults
+
+  async getVault(name: string): Promise<VaultRow | null> {
+    return (await this.db.selectFrom('vaults').selectAll().where('name', '=', name).executeTakeFirst()) ?? null;
+  }
+
+  async getVaultById(id: string): Promise<VaultRow | null> {
+    return (await this.db.selectFrom('vaults').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+  }
+
+  async listVaults(): Promise<Array<VaultRow & { secret_count: number }>> {
+    const rows = await this.db.selectFrom('vaults')
+      .selectAll('vaults')
+      .select((eb) => eb.selectFrom('secrets').select(eb.fn.countAll().as('n')).whereRef('secrets.vault_id', '=', 'vaults.id').as('secret_count'))
+      .orderBy('name')
+      .execute();
+    return rows.map((r) => ({ ...r, secret_count: Number(r.secret_count ?? 0) }));
+  }
+
+  async insertVault(row: VaultRow): Promise<void> {
+    await guardUnique(this.db.insertInto('vaults').values(row).execute());
+  }
+
+  async updateVault(id: string, patch: Partial<Pick<VaultRow, 'fallback' | 'description' | 'passthrough' | 'updated_at'>>): Promise<void> {
+    await this.db.updateTable('vaults').set(patch).where('id', '=', id).execute();
+  }
+
+  async deleteVault(id: string): Promise<{ secrets: number }> {
+    const ids = this.db.selectFrom('secrets').select('id').where('vault_id', '=', id);
+    await this.db.deleteFrom('secret_versions').where('secret_id', 'in', ids).execute();
+    const r = await this.db.deleteFrom('secrets').where('vault_id', '=', id).executeTakeFirst();
+    await this.db.deleteFrom('vaults').where('id', '=', id).execute();
+    return { secrets: Number(r.numDeletedRows) };
+  }
+
+  // ---- secrets
+
+  async getSecret(vaultId: string, name: string): Promise<SecretRow | null> {
+    return (await this.db.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name).executeTakeFirst()) ?? null;
+  }
+
+  async getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null> {
+    const r = await this.db.selectFrom('secrets as s')
+      .innerJoin('secret_versions as v', 'v.secret_id', 's.id')
+      .selectAll('s')
+      .select(['v.version as v_version', 'v.kek_version', 'v.wrapped_dek', 'v.ciphertext', 'v.created_at as v_created_at', 'v.created_by', 'v.rotated_at'])
+      .where('s.vault_id', '=', vaultId)
+      .where('s.name', '=', name)
+      .where((eb) => (version === undefined ? eb('v.version', '=', eb.ref('s.current_version')) : eb('v.version', '=', version)))
+      .executeTakeFirst();
+    if (!r) return null;
+    const { v_version, kek_version, wrapped_dek, ciphertext, v_created_at, created_by, rotated_at, ...secret } = r;
+    return {
+      secret,
+      version: { secret_id: secret.id, version: v_version, kek_version, wrapped_dek, ciphertext, created_at: v_created_at, created_by, rotated_at },
+    };
+  }
+
+  listSecrets(q: SecretListQuery): Promise<SecretRow[]> {
+    let query = this.db.selectFrom('secrets').selectAll().where('vault_id', '=', q.vaultId);
+    if (q.category) query = query.where('category', '=', q.category);
+    if (q.prefix) query = query.where('name', '>=', q.prefix).where('name', '<', q.prefix + '\uffff');
+    if (q.q) {
+      const like = `%${q.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
+      const op = this.backend === 'postgres' ? 'ilike' : 'like';
+      query = query.where((eb) => eb.or([
+        eb(sql`name`, op, sql`${like} escape '\\'`),
+        eb(sql`coalesce(description, '')`, op, sql`${like} escape '\\'`),
+      ]));
+    }
+    if (q.after) query = query.where('name', '>', q.after);
+    return query.orderBy('name').limit(q.limit).execute();
+  }
+
+  async insertSecret(row: SecretRow): Promise<void> {
+    await guardUnique(this.db.insertInto('secrets').values(row).execute());
+  }
+
+  async advanceSecret(id: string, expected: number, next: number, patch: Partial<Pick<SecretRow, 'category' | 'description' | 'tags' | 'updated_at'>>): Promise<boolean> {
+    const r = await this.db.updateTable('secrets').set({ ...patch, current_version: next })
+      .where('id', '=', id).where('current_version', '=', expected).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async touchSecretRotated(id: string, at: string): Promise<void> {
+    await this.db.updateTable('secrets').set({ last_rotated_at: at }).where('id', '=', id).execute();
+  }
+
+  async deleteSecret(id: string): Promise<{ versions: number }> {
+    const r = await this.db.deleteFrom('secret_versions').where('secret_id', '=', id).executeTakeFirst();
+    await this.db.deleteFrom('secrets').where('id', '=', id).execute();
+    return { versions: Number(r.numDeletedRows) };
+  }
+
+  async insertVersion(row: VersionRow): Promise<void> {
+    await guardUnique(this.db.insertInto('secret_versions').values(row).execute());
+  }
+
+  async getVersion(secretId: string, version: number): Promise<VersionRow | null> {
+    return (await this.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secretId).where('version', '=', version).executeTakeFirst()) ?? null;
+  }
+
+  listVersions(secretId: string) {
+    return this.db.selectFrom('secret_versions').select(versionMetaColumns).where('secret_id', '=', secretId).orderBy('version', 'desc').execute();
+  }
+
+  async updateVersionSeal(secretId: string, version: number, seal: Pick<VersionRow, 'kek_version' | 'wrapped_dek' | 'ciphertext'> & { rotated_at?: string | null }): Promise<void> {
+    await this.db.updateTable('secret_versions').set(seal).where('secret_id', '=', secretId).where('version', '=', version).execute();
+  }
+
+  async listCurrentVersions(vaultId: string, after: string | null, limit: number): Promise<SecretWithCurrent[]> {
+    let q = this.db.selectFrom('secrets as s')
+      .innerJoin('secret_versions as v', (j) => j.onRef('v.secret_id', '=', 's.id').onRef('v.version', '=', 's.current_version'))
+      .selectAll('s')
+      .select(['v.version as v_version', 'v.kek_version', 'v.wrapped_dek', 'v.ciphertext', 'v.created_at as v_created_at', 'v.created_by', 'v.rotated_at'])
+      .where('s.vault_id', '=', vaultId);
+    if (after !== null) q = q.where('s.name', '>', after);
+    const rows = await q.orderBy('s.name').limit(limit).execute();
+    return rows.map(({ v_version, kek_version, wrapped_dek, ciphertext, v_created_at, created_by, rotated_at, ...secret }) => ({
+      secret,
+      version: { secret_id: secret.id, version: v_version, kek_version, wrapped_dek, ciphertext, created_at: v_created_at, created_by, rotated_at },
+    }));
+  }
+
+  listVersionsBelowKek(kekVersion: number, limit: number) {
+    return this.db.selectFrom('secret_versions as v')
+      .innerJoin('secrets as s', 's.id', 'v.secret_id')
+      .selectAll('v')
+      .select('s.vault_id')
+      .where('v.kek_version', '<', kekVersion)
+      .orderBy('v.secret_id').orderBy('v.version')
+      .limit(limit)
+      .execute();
+  }
+
+  async countSecrets() {
+    const byCat = await this.db.selectFrom('secrets').select(['category', (eb) => eb.fn.countAll().as('n')]).groupBy('category').execute();
+    const byKek = await this.db.selectFrom('secret_versions').select(['kek_version', (eb) => eb.fn.countAll().as('n')]).groupBy('kek_version').execute();
+    const last = await this.db.selectFrom('secrets').select((eb) => eb.fn.max('last_rotated_at').as('m')).executeTakeFirst();
+    const byCategory: Record<string, number> = {};
+    let total = 0;
+    for (const r of byCat) {
+      byCategory[r.category] = Number(r.n);
+      total += Number(r.n);
+    }
+    const kek: Record<string, number> = {};
+    for (const r of byKek) kek[String(r.kek_version)] = Number(r.n);
+    return { total, byCategory, byKek: kek, lastRotatedAt: (last?.m as string | null) ?? null };
+  }
+
+  async countVaultSecrets(vaultId: string): Promise<number> {
+    const r = await this.db.selectFrom('secrets').select((eb) => eb.fn.countAll().as('n')).where('vault_id', '=', vaultId).executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  // ---- audit
+
+  async lockAuditHead(): Promise<AuditHead> {
+    let q = this.db.selectFrom('audit_head').selectAll().where('id', '=', 1);
+    if (this.backend === 'postgres') q = q.forUpdate();
+    return q.executeTakeFirstOrThrow();
+  }
+
+  getAuditHead(): Promise<AuditHead> {
+    return this.db.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
+  }
+
+  async insertAuditEvents(rows: AuditRow[]): Promise<void> {
+    // SQLite limits bound parameters per statement; 13 columns x 500 rows stays well inside it.
+    for (let i = 0; i < rows.length; i += 500) {
+      await this.db.insertInto('audit_events').values(rows.slice(i, i + 500)).execute();
+    }
+  }
+
+  async setAuditHead(seq: number, hash: string): Promise<void> {
+    await this.db.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1).execute();
+  }
+
+  queryAudit(q: AuditQuery): Promise<AuditRow[]> {
+    let query = this.db.selectFrom('audit_events').selectAll();
+    if (q.vault) query = query.where('vault', '=', q.vault);
+    if (q.actor) query = query.where('actor', '=', q.actor);
+    if (q.target) query = query.where('target', '=', q.target);
+    if (q.action) {
+      if (q.action.endsWith('*') || q.action.endsWith('.')) {
+        const p = q.action.replace(/\*$/, '');
+        query = query.where('action', '>=', p).where('action', '<', p + '\uffff');
+      } else query = query.where('action', '=', q.action);
+    }
+    if (q.outcome) query = query.where('outcome', '=', q.outcome);
+    if (q.since) query = query.where('ts', '>=', q.since);
+    if (q.until) query = query.where('ts', '<=', q.until);
+    if (q.q) {
+      const like = `%${q.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
+      const op = this.backend === 'postgres' ? 'ilike' : 'like';
+      query = query.where((eb) => eb.or(
+        (['actor', 'action', 'vault', 'target', 'details', 'ip'] as const).map((c) => eb(sql`coalesce(${sql.ref(c)}, '')`, op, sql`${like} escape '\\'`)),
+      ));
+    }
+    if (q.beforeSeq !== undefined) query = query.where('seq', '<', q.beforeSeq);
+    return query.orderBy('seq', 'desc').limit(q.limit).execute();
+  }
+
+  auditRange(after: number, limit: number): Promise<AuditRow[]> {
+    return this.db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(limit).execute();
+  }
+
+  async countAudit(): Promise<number> {
+    const r = await this.db.selectFrom('audit_events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async pruneAudit(throughSeq: number, anchorHash: string): Promise<number> {
+    const r = await this.db.deleteFrom('audit_events').where('seq', '<=', throughSeq).executeTakeFirst();
+    await this.db.updateTable('audit_head').set({ anchor_seq: throughSeq, anchor_hash: anchorHash }).where('id', '=', 1).execute();
+    return Number(r.numDeletedRows);
+  }
+
+  // ---- people and tokens
+
+  async countUsers(): Promise<number> {
+    const r = await this.db.selectFrom('users').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async getUser(id: string): Promise<UserRow | null> {
+    return (await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+  }
+
+  async getUserByEmail(email: string): Promise<UserRow | null> {
+    return (await this.db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst()) ?? null;
+  }
+
+  async insertUser(row: UserRow): Promise<void> {
+    await guardUnique(this.db.insertInto('users').values(row).execute());
+  }
+
+  async updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'role' | 'disabled' | 'updated_at'>>): Promise<void> {
+    await guardUnique(this.db.updateTable('users').set(patch).where('id', '=', id).execute());
+  }
+
+  async insertToken(row: TokenRow): Promise<void> {
+    await guardUnique(this.db.insertInto('tokens').values(row).execute());
+  }
+
+  async getTokenByHash(hash: string): Promise<TokenRow | null> {
+    return (await this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst()) ?? null;
+  }
+
+  listTokens(filter: { userId?: string; agentId?: string; kind?: string }): Promise<TokenRow[]> {
+    let q = this.db.selectFrom('tokens').selectAll();
+    if (filter.userId) q = q.where('user_id', '=', filter.userId);
+    if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+    if (filter.kind) q = q.where('kind', '=', filter.kind);
+    return q.orderBy('created_at').execute();
+  }
+
+  async revokeToken(id: string, at: string): Promise<boolean> {
+    const r = await this.db.updateTable('tokens').set({ revoked_at: at }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The one Store interface. Core speaks only to this; the SQL behind it is Kysely, written once for
+ * SQLite and PostgreSQL (see kysely-store.ts). A Store obtained inside tx() is bound to that
+ * transaction: every call made through it commits or rolls back together.
+ */
+import type { Backend, DB } from './schema.js';
+import type { Selectable, Insertable } from 'kysely';
+
+export type Row<T extends keyof DB> = Selectable<DB[T]>;
+export type NewRow<T extends keyof DB> = Insertable<DB[T]>;
+
+export type VaultRow = Row<'vaults'>;
+export type SecretRow = Row<'secrets'>;
+export type VersionRow = Row<'secret_versions'>;
+export type AuditRow = Row<'audit_events'>;
+export type UserRow = Row<'users'>;
+export type TokenRow = Row<'tokens'>;
+export type KeyRow = Row<'keys'>;
+export type AuditHead = Row<'audit_head'>;
+
+export interface SecretListQuery {
+  vaultId: string;
+  category?: string;
+  prefix?: string;
+  q?: string;
+  after?: string; // name cursor (exclusive)
+  limit: number;
+}
+
+export interface AuditQuery {
+  vault?: string;
+  actor?: string;
+  target?: string;
+  action?: string; // exact, or a prefix when it ends with '.' or '*'
+  outcome?: string;
+  since?: string;
+  until?: string;
+  q?: string;
+  beforeSeq?: number; // cursor (exclusive), newest first
+  limit: number;
+}
+
+export interface SecretWithCurrent {
+  secret: SecretRow;
+  version: VersionRow;
+}
+
+export interface Store {
+  readonly backend: Backend;
+  /** Where the data lives, with no password (for status and logs). */
+  readonly location: string;
+
+  /** Runs fn in one transaction; a nested call joins the outer transaction. */
+  tx<T>(fn: (s: Store) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+
+  // meta and keys
+  getMeta(key: string): Promise<string | null>;
+  setMeta(key: string, value: string): Promise<void>;
+  listKeys(): Promise<KeyRow[]>;
+  insertKey(row: KeyRow): Promise<void>;
+  replaceKeys(rows: KeyRow[]): Promise<void>;
+
+  // vaults
+  getVault(name: string): Promise<VaultRow | null>;
+  getVaultById(id: string): Promise<VaultRow | null>;
+  listVaults(): Promise<Array<VaultRow & { secret_count: number }>>;
+  insertVault(row: VaultRow): Promise<void>;
+  updateVault(id: string, patch: Partial<Pick<VaultRow, 'fallback' | 'description' | 'passthrough' | 'updated_at'>>): Promise<void>;
+  deleteVault(id: string): Promise<{ secrets: number }>;
+
+  // secrets
+  getSecret(vaultId: string, name: string): Promise<SecretRow | null>;
+  /** The secret with its current version, or a given one: the read hot path, one query. */
+  getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null>;
+  listSecrets(q: SecretListQuery): Promise<SecretRow[]>;
+  insertSecret(row: SecretRow): Promise<void>;
+  /** Sets current_version = next only if it still equals expected; false when it moved (check-and-set). */
+  advanceSecret(id: string, expected: number, next: number, patch: Partial<Pick<SecretRow, 'category' | 'description' | 'tags' | 'updated_at'>>): Promise<boolean>;
+  touchSecretRotated(id: string, at: string): Promise<void>;
+  deleteSecret(id: string): Promise<{ versions: number }>;
+  insertVersion(row: VersionRow): Promise<void>;
+  getVersion(secretId: string, version: number): Promise<VersionRow | null>;
+  listVersions(secretId: string): Promise<Array<Omit<VersionRow, 'wrapped_dek' | 'ciphertext'>>>;
+  updateVersionSeal(secretId: string, version: number, seal: Pick<VersionRow, 'kek_version' | 'wrapped_dek' | 'ciphertext'> & { rotated_at?: string | null }): Promise<void>;
+  /** Current versions of a vault's secrets ordered by name, after a name cursor (rotate-all batches). */
+  listCurrentVersions(vaultId: string, after: string | null, limit: number): Promise<SecretWithCurrent[]>;
+  /** Versions whose DEK is wrapped by an older KEK than `kekVersion` (rewrap batches), by (secret_id, version). */
+  listVersionsBelowKek(kekVersion: number, limit: number): Promise<Array<VersionRow & { vault_id: string }>>;
+  countSecrets(): Promise<{ total: number; byCategory: Record<string, number>; byKek: Record<string, number>; lastRotatedAt: string | null }>;
+  countVaultSecrets(vaultId: string): Promise<number>;
+
+  // audit
+  /** Locks and returns the chain head (FOR UPDATE on PostgreSQL; SQLite transactions are serialized). */
+  lockAuditHead(): Promise<AuditHead>;
+  getAuditHead(): Promise<AuditHead>;
+  insertAuditEvents(rows: AuditRow[]): Promise<void>;
+  setAuditHead(seq: number, hash: string): Promise<void>;
+  queryAudit(q: AuditQuery): Promise<AuditRow[]>;
+  /** Events in chain order from seq > after, up to limit. */
+  auditRange(after: number, limit: number): Promise<AuditRow[]>;
+  countAudit(): Promise<number>;
+  pruneAudit(throughSeq: number, anchorHash: string): Promise<number>;
+
+  // people and tokens
+  countUsers(): Promise<number>;
+  getUser(id: string): Promise<UserRow | null>;
+  getUserByEmail(email: string): Promise<UserRow | null>;
+  insertUser(row: UserRow): Promise<void>;
+  updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'role' | 'disabled' | 'updated_at'>>): Promise<void>;
+  insertToken(row: TokenRow): Promise<void>;
+  getTokenByHash(hash: string): Promise<TokenRow | null>;
+  listTokens(filter: { userId?: string; agentId?: string; kind?: string }): Promise<TokenRow[]>;
+  revokeToken(id: string, at: string): Promise<boolean>;
+}
+
+/** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */
+export class UniqueViolation extends Error {
+  constructor(public readonly constraint: string) {
+    super(`unique constraint violated: ${constraint}`);
+    this.name = 'UniqueViolation';
+  }
+}
