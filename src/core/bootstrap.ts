@@ -1,0 +1,227 @@
+/**
+ * Opening the data: find the master key, check it against the sentinel BEFORE anything is written,
+ * migrate, load the keyring. Also first-time initialisation and offline rekey.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  defaultKdfParams, findMasterKeySource, generateMasterKey, masterKeyPath, MasterKeyError, missingKeyMessage, parseRawKey,
+  stretchPassphrase, wrongKeyMessage, writeKeyFile, MIN_PASSPHRASE, type KdfParams, type MasterKeySource,
+} from '../crypto/master.js';
+import { checkSentinel, Keyring, makeSentinel, newKeyringRows, type KeyPurpose } from '../crypto/keyring.js';
+import { newId } from '../crypto/tokens.js';
+import { openStore, sqlitePathFor, type KyselyStore } from '../store/index.js';
+import { UniqueViolation } from '../store/store.js';
+import { jsonLinesSink } from './audit.js';
+import { Core, type CoreInfo } from './core.js';
+import { StartupError } from './errors.js';
+import { systemContext } from './principal.js';
+
+export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.LATCHKEY_HOME || join(homedir(), '.latchkey'));
+}
+
+export function packageVersion(): string {
+  try {
+    let dir = fileURLToPath(new URL('.', import.meta.url));
+    for (let i = 0; i < 5; i++) {
+      const p = join(dir, 'package.json');
+      if (existsSync(p)) {
+        const j = JSON.parse(readFileSync(p, 'utf8'));
+        if (j.name === 'latchkey') return j.version;
+      }
+      dir = join(dir, '..');
+    }
+  } catch {
+    /* fall through */
+  }
+  return '0.0.0';
+}
+
+export interface OpenOptions {
+  home: string;
+  databaseUrl?: string;
+  env?: NodeJS.ProcessEnv;
+  /** initialise an empty data dir/database (server start); otherwise an empty one is an error */
+  allowInit?: boolean;
+  /** owner email and password for initialisation (init --email); absent: the owner sets them in the console */
+  owner?: { email: string | null; password: string | null };
+  auditFile?: string;
+  poolSize?: number;
+}
+
+export interface Opened {
+  core: Core;
+  /** present when this call initialised the data: the owner's API token, shown once */
+  initialized: { ownerToken: string; keyFile: string | null } | null;
+}
+
+async function masterFrom(source: MasterKeySource, kdf: KdfParams | null): Promise<Buffer> {
+  if (source.kind === 'raw') return source.key;
+  if (!kdf) throw new StartupError(wrongKeyMessage('LATCHKEY_MASTER_KEY (a passphrase, but this data was sealed with a raw 32-byte key)'));
+  return stretchPassphrase(source.passphrase, kdf);
+}
+
+function originOf(source: MasterKeySource): CoreInfo['masterSource'] {
+  return source.kind === 'passphrase' ? 'env-passphrase' : source.origin;
+}
+
+function describeOrigin(source: MasterKeySource): string {
+  return source.origin === 'env' ? 'LATCHKEY_MASTER_KEY' : (source as { path?: string }).path ?? 'the key file';
+}
+
+async function openStoreFor(opts: OpenOptions): Promise<KyselyStore> {
+  const url = opts.databaseUrl || undefined;
+  if (!url) mkdirSync(opts.home, { recursive: true, mode: 0o700 });
+  return openStore({ databaseUrl: url, sqlitePath: sqlitePathFor(opts.home), poolSize: opts.poolSize });
+}
+
+/** A rekey that committed but crashed before moving master.key.new into place: finish the move. */
+function recoverPendingKeyFile(path: string, sentinel: Buffer): Buffer | null {
+  const pending = `${path}.new`;
+  if (!existsSync(pending)) return null;
+  const key = parseRawKey(readFileSync(pending, 'utf8'));
+  if (!key || !checkSentinel(key, sentinel)) return null;
+  renameSync(pending, path);
+  return key;
+}
+
+function findSource(opts: OpenOptions): MasterKeySource | null {
+  try {
+    return findMasterKeySource(opts.home, opts.env ?? process.env);
+  } catch (err) {
+    if (err instanceof MasterKeyError) throw new StartupError(err.message);
+    throw err;
+  }
+}
+
+async function loadKeyring(store: KyselyStore, master: Buffer): Promise<Keyring> {
+  const kr = new Keyring(master);
+  const rows = await store.listKeys();
+  kr.load(rows.map((r) => ({ ...r, purpose: r.purpose as KeyPurpose })));
+  return kr;
+}
+
+/**
+ * Opens (and with allowInit, initialises) the data. A wrong key is refused before any write;
+ * a missing key says what to provide.
+ */
+export async function openCore(opts: OpenOptions): Promise<Opened> {
+  const store = await openStoreFor(opts);
+  try {
+    const info = (source: MasterKeySource): CoreInfo => ({ home: opts.home, masterSource: originOf(source), version: packageVersion(), startedAt: new Date().toISOString() });
+    const sentinel = (await store.initialized()) ? await store.getMeta('sentinel') : null;
+    if (sentinel) {
+      const source = findSource(opts);
+      if (!source) throw new StartupError(missingKeyMessage(opts.home));
+      const kdfText = await store.getMeta('kdf');
+      let master = await masterFrom(source, kdfText ? JSON.parse(kdfText) : null);
+      if (!checkSentinel(master, Buffer.from(sentinel, 'base64'))) {
+        const recovered = source.kind === 'raw' && source.origin === 'file' ? recoverPendingKeyFile(source.path!, Buffer.from(sentinel, 'base64')) : null;
+        if (!recovered) throw new StartupError(wrongKeyMessage(describeOrigin(source)));
+        master = recovered;
+      }
+      await store.migrate();
+      const core = new Core(store, await loadKeyring(store, master), info(source));
+      if (opts.auditFile) core.audit.addSink(jsonLinesSink(opts.auditFile));
+      return { core, initialized: null };
+    }
+    if (!opts.allowInit) throw new StartupError(`Latchkey is not initialised at ${opts.databaseUrl ? store.location : opts.home}: run \`latchkey init\` (or \`latchkey server\`, which initialises an empty data dir)`);
+    return await initialise(store, opts, info);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function initialise(store: KyselyStore, opts: OpenOptions, info: (s: MasterKeySource) => CoreInfo): Promise<Opened> {
+  let source = findSource(opts);
+  let keyFile: string | null = null;
+  if (!source) {
+    const key = generateMasterKey();
+    keyFile = masterKeyPath(opts.home);
+    mkdirSync(opts.home, { recursive: true, mode: 0o700 });
+    writeKeyFile(keyFile, key);
+    source = { kind: 'raw', origin: 'file', key, path: keyFile };
+  }
+  const kdf = source.kind === 'passphrase' ? defaultKdfParams() : null;
+  const master = kdf ? await stretchPassphrase((source as { passphrase: string }).passphrase, kdf) : (source as { key: Buffer }).key;
+  await store.migrate();
+  const rows = newKeyringRows(master);
+  const keyring = new Keyring(master);
+  keyring.load(rows);
+  const core = new Core(store, keyring, info(source));
+  if (opts.auditFile) core.audit.addSink(jsonLinesSink(opts.auditFile));
+  const now = new Date().toISOString();
+  const ctx = systemContext();
+  let ownerToken: string;
+  try {
+    ownerToken = await core.write(ctx, async (s, ev) => {
+      await s.setMeta('created_at', now);
+      if (kdf) await s.setMeta('kdf', JSON.stringify(kdf));
+      for (const r of rows) await s.insertKey(r);
+      await s.insertVault({ id: newId(), name: 'default', description: 'created by init', fallback: '[]', passthrough: 0, created_at: now, updated_at: now });
+      ev.push({ action: 'vault.create', vault: 'default', target: 'default', details: { by: 'init' } });
+      const { user, token } = await core.auth.createUser(s, { email: opts.owner?.email ?? null, password: opts.owner?.password ?? null, role: 'owner', tokenName: 'owner (init)' });
+      ev.push({ action: 'member.add', target: `user:${user.email ?? 'owner'}`, details: { role: 'owner', by: 'init' } });
+      // the sentinel goes last: its presence is what marks the data initialised
+      await s.setMeta('sentinel', makeSentinel(master).toString('base64'));
+      return token;
+    });
+  } catch (err) {
+    if (err instanceof UniqueViolation) {
+      // another replica initialised the same database a moment ago: open what it made
+      await store.close();
+      const again = await openCore({ ...opts, allowInit: false });
+      return again;
+    }
+    throw err;
+  }
+  return { core, initialized: { ownerToken, keyFile } };
+}
+
+/**
+ * Offline rekey: re-seals the keyring and sentinel under a new master key in one transaction; secrets
+ * are not touched. With a key file, the new key is written beside it first (master.key.new) and moved
+ * into place after commit, so a crash at any point leaves a key that opens the data.
+ */
+export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ newKeyFile: string | null; newKey: string | null; keys: number }> {
+  const { core } = await openCore({ ...opts, allowInit: false });
+  try {
+    let newMaster: Buffer;
+    let kdf: KdfParams | null = null;
+    if (opts.newKey !== undefined) {
+      const raw = parseRawKey(opts.newKey);
+      if (raw) newMaster = raw;
+      else {
+        if (opts.newKey.length < MIN_PASSPHRASE) throw new StartupError(`the new key must be 32 bytes (hex or base64) or a passphrase of at least ${MIN_PASSPHRASE} characters`);
+        kdf = defaultKdfParams();
+        newMaster = await stretchPassphrase(opts.newKey, kdf);
+      }
+    } else newMaster = generateMasterKey();
+    const rows = core.keyring.resealAll(newMaster);
+    const useFile = core.info.masterSource === 'file' && opts.newKey === undefined;
+    const path = masterKeyPath(opts.home);
+    const pending = `${path}.new`;
+    if (useFile) {
+      rmSync(pending, { force: true });
+      writeKeyFile(pending, newMaster);
+    }
+    await core.write(systemContext(), async (s, ev) => {
+      await s.replaceKeys(rows);
+      await s.setMeta('sentinel', makeSentinel(newMaster).toString('base64'));
+      if (kdf) await s.setMeta('kdf', JSON.stringify(kdf));
+      else await s.setMeta('kdf', '');
+      ev.push({ action: 'key.rekey', details: { keys: rows.length, source: useFile ? 'file' : 'provided' } });
+    });
+    if (useFile) {
+      renameSync(pending, path);
+      return { newKeyFile: path, newKey: null, keys: rows.length };
+    }
+    return { newKeyFile: null, newKey: opts.newKey === undefined ? newMaster.toString('base64') : null, keys: rows.length };
+  } finally {
+    await core.close();
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Core: the domain with no transport. Holds the store, the keyring and the audit log, and offers
+ * the two mechanisms everything else uses: `authorize` (the one policy, denials audited) and
+ * `write` (one transaction for the change and its audit events; fail closed).
+ */
+import type { Keyring } from '../crypto/keyring.js';
+import type { Store } from '../store/store.js';
+import type { VaultRow } from '../store/store.js';
+import { AuditLog, type AuditAction, type AuditInput } from './audit.js';
+import { denied } from './errors.js';
+import { decide, type Action, type VaultRole } from './policy.js';
+import type { OpContext } from './principal.js';
+import { Secrets } from './secrets.js';
+import { Vaults } from './vaults.js';
+import { Keys } from './keys.js';
+import { Auth } from './auth.js';
+
+export interface CoreInfo {
+  home: string;
+  masterSource: 'env' | 'file' | 'env-passphrase';
+  version: string;
+  startedAt: string;
+}
+
+/** The audit action a denied policy action is recorded under. */
+const DENIAL_ACTION: Partial<Record<Action, AuditAction>> = {
+  'secret.read': 'secret.read', 'secret.write': 'secret.update', 'secret.delete': 'secret.delete', 'secret.rotate': 'secret.rotate',
+  'vault.rotate_all': 'vault.rotate_all', 'vault.create': 'vault.create', 'vault.delete': 'vault.delete', 'vault.update': 'vault.update',
+  'key.manage': 'key.rotate',
+};
+
+export class Core {
+  readonly audit: AuditLog;
+  readonly secrets: Secrets;
+  readonly vaults: Vaults;
+  readonly keys: Keys;
+  readonly auth: Auth;
+
+  constructor(readonly store: Store, readonly keyring: Keyring, readonly info: CoreInfo) {
+    this.audit = new AuditLog(keyring);
+    this.secrets = new Secrets(this);
+    this.vaults = new Vaults(this);
+    this.keys = new Keys(this);
+    this.auth = new Auth(this);
+  }
+
+  /**
+   * One transaction: fn makes its changes through `s` and pushes audit events onto `events`;
+   * the events are chained and inserted before commit. If anything fails, nothing is written.
+   */
+  async write<T>(ctx: OpContext, fn: (s: Store, events: AuditInput[]) => Promise<T>): Promise<T> {
+    let written: Awaited<ReturnType<AuditLog['append']>> = [];
+    const out = await this.store.tx(async (s) => {
+      const events: AuditInput[] = [];
+      const r = await fn(s, events);
+      written = await this.audit.append(s, ctx, events);
+      return r;
+    });
+    this.audit.emit(written);
+    return out;
+  }
+
+  /** The principal's role in a vault (people and agents); null when none. Memberships arrive with the access model. */
+  async vaultRole(_ctx: OpContext, _vault: VaultRow | null): Promise<VaultRole> {
+    return null;
+  }
+
+  /** The one authorization check. A denial is audited (outcome `denied`) and raised as 403. */
+  async authorize(ctx: OpContext, action: Action, vault: VaultRow | null = null, target: string | null = null): Promise<void> {
+    const role = await this.vaultRole(ctx, vault);
+    const d = decide(ctx.principal, action, role);
+    if (d.allow) return;
+    const auditAction = DENIAL_ACTION[action] ?? 'auth.failure';
+    await this.write(ctx, async (_s, ev) => {
+      ev.push({ action: auditAction, vault: vault?.name ?? null, target, outcome: 'denied', details: { attempted: action, reason: d.reason } });
+    });
+    throw denied(`not allowed to ${action.replace('.', ' ')}: ${d.reason}`);
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * Secrets and their versions: create (single or preset), update with check-and-set, read through
+ * the fallback chain, list, delete, rotate, rotate-all (batched, each batch one transaction, so a
+ * kill at any moment leaves every secret readable), history and rollback.
+ */
+import { newId } from '../crypto/tokens.js';
+import type { SecretRow, SecretWithCurrent, Store, VaultRow, VersionRow } from '../store/store.js';
+import { UniqueViolation } from '../store/store.js';
+import type { Core } from './core.js';
+import { conflict, invalid, LatchkeyError, notFound } from './errors.js';
+import { CATEGORIES, checkCategory, checkSecretName, checkValue, LIMITS, type Category } from './names.js';
+import { expandPreset, getPreset } from './presets.js';
+import type { OpContext } from './principal.js';
+import { actorOf } from './principal.js';
+import { parseFallback } from './vaults.js';
+
+export interface SecretMeta {
+  name: string;
+  vault: string;
+  category: string;
+  preset: string | null;
+  description: string | null;
+  tags: string[];
+  version: number;
+  created_at: string;
+  updated_at: string;
+  last_rotated_at: string | null;
+}
+
+export interface VersionMeta {
+  version: number;
+  current: boolean;
+  created_at: string;
+  created_by: string;
+  kek_version: number;
+  rotated_at: string | null;
+}
+
+export interface CreateInput {
+  name?: unknown;
+  value?: unknown;
+  fields?: unknown;
+  category?: unknown;
+  preset?: unknown;
+  description?: unknown;
+  tags?: unknown;
+}
+
+export interface PutInput {
+  value?: unknown;
+  cas?: unknown;
+  category?: unknown;
+  description?: unknown;
+  tags?: unknown;
+}
+
+export interface ListInput {
+  category?: string;
+  prefix?: string;
+  q?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface RotateAllResult {
+  vault: string;
+  rotated: number;
+  failed: number;
+  failed_names: string[];
+  total: number;
+  next_cursor: string | null;
+  done: boolean;
+}
+
+const TAG_RE = /^[A-Za-z0-9_.:-]+$/;
+const ROTATE_BATCH = 500;
+
+function parseTags(t: string): string[] {
+  try {
+    const a = JSON.parse(t);
+    return Array.isArray(a) ? a : [];
+  } catch {
+    return [];
+  }
+}
+
+export function secretMeta(vault: string, s: SecretRow): SecretMeta {
+  return {
+    name: s.name, vault, category: s.category, preset: s.preset, description: s.description, tags: parseTags(s.tags),
+    version: s.current_version, created_at: s.created_at, updated_at: s.updated_at, last_rotated_at: s.last_rotated_at,
+  };
+}
+
+function checkTags(t: unknown): string[] {
+  if (t === undefined || t === null) return [];
+  if (!Array.isArray(t)) throw invalid('tags', 'must be an array of strings');
+  if (t.length > LIMITS.tags) throw invalid('tags', `may hold at most ${LIMITS.tags} tags`);
+  t.forEach((x, i) => {
+    if (typeof x !== 'string' || !x.length || x.length > LIMITS.tagLength || !TAG_RE.test(x)) {
+      throw invalid(`tags[${i}]`, `must be 1-${LIMITS.tagLength} characters of letters, digits and _ . : -`);
+    }
+  });
+  return t as string[];
+}
+
+function checkDescription(d: unknown): string | null {
+  if (d === undefined || d === null) return null;
+  if (typeof d !== 'string') throw invalid('description', 'must be a string');
+  if (d.length > LIMITS.description) throw invalid('description', `is longer than ${LIMITS.description} characters`);
+  return d;
+}
+
+export function encodeCursor(name: string): string {
+  return Buffer.from(name, 'utf8').toString('base64url');
+}
+
+function decodeCursor(c: string): string {
+  const s = Buffer.from(c, 'base64url').toString('utf8');
+  if (!s || s.length > LIMITS.secretName) throw invalid('cursor', 'is not a cursor this server returned');
+  return s;
+}
+
+export class Secrets {
+  constructor(private readonly core: Core) {}
+
+  /** Opens a sealed version; loads newer keys first if another replica rotated the KEK. */
+  async open(vaultId: string, v: Pick<VersionRow, 'secret_id' | 'version' | 'kek_version' | 'wrapped_dek' | 'ciphertext'>): Promise<Buffer> {
+    if (!this.core.keyring.hasKek(v.kek_version)) await this.core.keys.refresh();
+    return this.core.keyring.openValue(vaultId, v.secret_id, v.version, v);
+  }
+
+  private async sealFor(vault: VaultRow, secretId: string, version: number, value: string) {
+    return this.core.keyring.sealValue(vault.id, secretId, version, Buffer.from(value, 'utf8'));
+  }
+
+  /** Creates one secret, or every field of a preset, in one transaction; 409 if any exists. */
+  async create(ctx: OpContext, vaultName: string, input: CreateInput): Promise<SecretMeta[]> {
+    const vault = await this.core.vaults.require(vaultName);
+    let items: Array<{ name: string; value: string }>;
+    let category: Category;
+    let preset: string | null = null;
+    if (input.preset !== undefined && input.preset !== null) {
+      const p = getPreset(input.preset);
+      preset = p.id;
+      if (input.value !== undefined || input.name !== undefined) throw invalid(input.name !== undefined ? 'name' : 'value', 'a preset names its secrets itself; give the values in `fields`');
+      items = expandPreset(p.id, input.fields);
+      category = input.category === undefined ? p.category : checkCategory(input.category);
+    } else {
+      if (input.fields !== undefined) throw invalid('fields', 'only a preset takes fields; give `name` and `value` instead');
+      items = [{ name: checkSecretName(input.name), value: checkValue(input.value) }];
+      category = input.category === undefined ? 'custom' : checkCategory(input.category);
+    }
+    const description = checkDescription(input.description);
+    const tags = JSON.stringify(checkTags(input.tags));
+    await this.core.authorize(ctx, 'secret.write', vault, items[0]!.name);
+    const now = new Date().toISOString();
+    const by = actorOf(ctx.principal);
+    try {
+      return await this.core.write(ctx, async (s, ev) => {
+        const out: SecretMeta[] = [];
+        for (const it of items) {
+          if (await s.getSecret(vault.id, it.name)) throw conflict(`secret '${it.name}' already exists in vault '${vault.name}'; use PUT to add a version`, 'secret_exists', 'name');
+          const row: SecretRow = {
+            id: newId(), vault_id: vault.id, name: it.name, category, preset, description, tags, current_version: 1,
+            created_at: now, updated_at: now, last_rotated_at: null,
+          };
+          await s.insertSecret(row);
+          await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(vault, row.id, 1, it.value)), created_at: now, created_by: by, rotated_at: null });
+          ev.push({ action: 'secret.create', vault: vault.name, target: it.name, details: { version: 1, category, ...(preset ? { preset } : {}) } });
+          out.push(secretMeta(vault.name, row));
+        }
+        return out;
+      });
+    } catch (err) {
+      if (err instanceof UniqueViolation) throw conflict(`a secret of that name already exists in vault '${vault.name}'`, 'secret_exists', 'name');
+      throw err;
+    }
+  }
+
+  /** Adds a version (or creates the secret). `cas` is the expected current version (0 = must not exist). */
+  async put(ctx: OpContext, vaultName: string, name: string, input: PutInput): Promise<{ secret: SecretMeta; created: boolean }> {
+    const vault = await this.core.vaults.require(vaultName);
+    checkSecretName(name, 'name');
+    const value = checkValue(input.value);
+    if (input.cas !== undefined && (typeof input.cas !== 'number' || !Number.isInteger(input.cas) || input.cas < 0)) throw invalid('cas', 'must be a whole number (the expected current version; 0 = must not exist)');
+    const category = input.category === undefined ? undefined : checkCategory(input.category);
+    const description = input.description === undefined ? undefined : checkDescription(input.description);
+    const tags = input.tags === undefined ? undefined : JSON.stringify(checkTags(input.tags));
+    await this.core.authorize(ctx, 'secret.write', vault, name);
+    const now = new Date().toISOString();
+    const by = actorOf(ctx.principal);
+    try {
+      return await this.core.write(ctx, async (s, ev) => {
+        const cur = await s.getSecret(vault.id, name);
+        if (!cur) {
+          if (input.cas !== undefined && input.cas !== 0) throw conflict(`check-and-set failed: '${name}' does not exist (expected version ${input.cas})`, 'cas_mismatch', 'cas');
+          const row: SecretRow = {
+            id: newId(), vault_id: vault.id, name, category: category ?? 'custom', preset: null, description: description ?? null, tags: tags ?? '[]',
+            current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
+          };
+          await s.insertSecret(row);
+          await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
+          ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category } });
+          return { secret: secretMeta(vault.name, row), created: true };
+        }
+        if (input.cas !== undefined && input.cas !== cur.current_version) {
+          throw conflict(`check-and-set failed: '${name}' is at version ${cur.current_version}, not ${input.cas}`, 'cas_mismatch', 'cas');
+        }
+        const next = cur.current_version + 1;
+        await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
+        const patch = { updated_at: now, ...(category ? { category } : {}), ...(description !== undefined ? { description } : {}), ...(tags !== undefined ? { tags } : {}) };
+        if (!(await s.advanceSecret(cur.id, cur.current_version, next, patch))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+        ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next } });
+        return { secret: secretMeta(vault.name, { ...cur, ...patch, current_version: next }), created: false };
+      });
+    } catch (err) {
+      if (err instanceof UniqueViolation) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+      throw err;
+    }
+  }
+
+  async get(ctx: OpContext, vaultName: string, name: string): Promise<SecretMeta & { versions: VersionMeta[] }> {
+    const vault = await this.core.vaults.require(vaultName);
+    await this.core.authorize(ctx, 'secret.meta', vault, name);
+    const s = await this.core.store.getSecret(vault.id, name);
+    if (!s) throw notFound('secret', name);
+    const versions = await this.core.store.listVersions(s.id);
+    return {
+      ...secretMeta(vault.name, s),
+      versions: versions.map((v) => ({ version: v.version, current: v.version === s.current_version, created_at: v.created_at, created_by: v.created_by, kek_version: v.kek_version, rotated_at: v.rotated_at })),
+    };
+  }
+
+  /** Finds the secret in the vault, then along its fallback chain (only when no version is pinned). */
+  async resolve(vault: VaultRow, name: string, version?: number): Promise<{ vault: VaultRow; row: SecretWithCurrent } | null> {
+    const row = await this.core.store.getSecretValueRow(vault.id, name, version);
+    if (row) return { vault, row };
+    if (version !== undefined) return null;
+    for (const fb of parseFallback(vault)) {
+      const v = await this.core.store.getVault(fb);
+      if (!v) continue;
+      const r = await this.core.store.getSecretValueRow(v.id, name);
+      if (r) return { vault: v, row: r };
+    }
+    return null;
+  }
+
+  /** Decrypts a value (audited `secret.read`, naming the vault that served it). */
+  async read(ctx: OpContext, vaultName: string, name: string, version?: number): Promise<{ name: string; vault: string; version: number; value: string }> {
+    const vault = await this.core.vaults.require(vaultName);
+    if (version !== undefined && (!Number.isInteger(version) || version < 1)) throw invalid('version', 'must be a positive whole number');
+    await this.core.authorize(ctx, 'secret.read', vault, name);
+    const found = await this.resolve(vault, name, version);
+    if (!found) throw version === undefined ? notFound('secret', name) : new LatchkeyError(404, 'version_not_found', `secret '${name}' has no version ${version}`);
+    const plain = await this.open(found.vault.id, found.row.version);
+    await this.core.write(ctx, async (_s, ev) => {
+      ev.push({
+        action: 'secret.read', vault: found.vault.name, target: name,
+        details: { version: found.row.version.version, ...(found.vault.id !== vault.id ? { requested_vault: vault.name } : {}) },
+      });
+    });
+    return { name, vault: found.vault.name, version: found.row.version.version, value: plain.toString('utf8') };
+  }
+
+  async list(ctx: OpContext, vaultName: string, q: ListInput): Promise<{ items: SecretMeta[]; next_cursor: string | null }> {
+    const vault = await this.core.vaults.require(vaultName);
+    await this.core.authorize(ctx, 'secret.list', vault);
+    if (q.category !== undefined && !(CATEGORIES as readonly string[]).includes(q.category)) checkCategory(q.category);
+    const limit = q.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.listPage) throw invalid('limit', `must be between 1 and ${LIMITS.listPage}`);
+    const rows = await this.core.store.listSecrets({ vaultId: vault.id, category: q.category, prefix: q.prefix, q: q.q, after: q.cursor ? decodeCursor(q.cursor) : undefined, limit });
+    const last = rows.at(-1);
+    return { items: rows.map((r) => secretMeta(vault.name, r)), next_cursor: rows.length === limit && last ? encodeCursor(last.name) : null };
+  }
+
+  async delete(ctx: OpContext, vaultName: string, name: string): Promise<{ deleted: string; vault: string; versions: number }> {
+    const vault = await this.core.vaults.require(vaultName);
+    await this.core.authorize(ctx, 'secret.delete', vault, name);
+    return this.core.write(ctx, async (s, ev) => {
+      const cur = await s.getSecret(vault.id, name);
+      if (!cur) throw notFound('secret', name);
+      const { versions } = await s.deleteSecret(cur.id);
+      ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions } });
+      return { deleted: name, vault: vault.name, versions };
+    });
+  }
+
+  /** Re-encrypts the current value under a fresh DEK and IV with the newest KEK; the value is unchanged. */
+  private async reseal(s: Store, vault: VaultRow, row: SecretWithCurrent, now: string): Promise<number> {
+    const plain = await this.open(vault.id, row.version);
+    try {
+      const sealed = this.core.keyring.sealValue(vault.id, row.secret.id, row.version.version, plain);
+      await s.updateVersionSeal(row.secret.id, row.version.version, { ...sealed, rotated_at: now });
+      await s.touchSecretRotated(row.secret.id, now);
+      return sealed.kek_version;
+    } finally {
+      plain.fill(0);
+    }
+  }
+
+  async rotate(ctx: OpContext, vaultName: string, name: string): Promise<SecretMeta> {
+    const vault = await this.core.vaults.require(vaultName);
+    await this.core.authorize(ctx, 'secret.rotate', vault, name);
+    const now = new Date().toISOString();
+    return this.core.write(ctx, async (s, ev) => {
+      const row = await s.getSecretValueRow(vault.id, name);
+      if (!row) throw notFound('secret', name);
+      const kek = await this.reseal(s, vault, row, now);
+      ev.push({ action: 'secret.rotate', vault: vault.name, target: name, details: { version: row.version.version, kek_version: kek } });
+      return secretMeta(vault.name, { ...row.secret, last_rotated_at: now });
+    });
+  }
+
+  /**
+   * Rotates every secret of a vault in batches of 500, each batch its own transaction (with one
+   * `vault.rotate_all` event). `after`/`limit` let a caller drive it batch by batch for progress.
+   */
+  async rotateAll(ctx: OpContext, vaultName: string, opts: { after?: string; limit?: number } = {}, onBatch?: (r: RotateAllResult) => void): Promise<RotateAllResult> {
+    const vault = await this.core.vaults.require(vaultName);
+    await this.core.authorize(ctx, 'vault.rotate_all', vault);
+    const max = opts.limit ?? Number.POSITIVE_INFINITY;
+    if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) throw invalid('limit', 'must be a positive whole number');
+    const total = await this.core.store.countVaultSecrets(vault.id);
+    const res: RotateAllResult = { vault: vault.name, rotated: 0, failed: 0, failed_names: [], total, next_cursor: null, done: false };
+    let cursor: string | null = opts.after ? decodeCursor(opts.after) : null;
+    for (;;) {
+      const want = Math.min(ROTATE_BATCH, max - res.rotated - res.failed);
+      if (want <= 0) break;
+      const now = new Date().toISOString();
+      const batch = await this.core.write(ctx, async (s, ev) => {
+        const rows = await s.listCurrentVersions(vault.id, cursor, want);
+        let ok = 0;
+        const failed: string[] = [];
+        for (const row of rows) {
+          try {
+            await this.reseal(s, vault, row, now);
+            ok++;
+          } catch {
+            failed.push(row.secret.name);
+          }
+        }
+        if (rows.length) {
+          ev.push({
+            action: 'vault.rotate_all', vault: vault.name, target: vault.name,
+            outcome: failed.length ? 'error' : 'ok',
+            details: { rotated: ok, failed: failed.length, failed_names: failed.slice(0, 50), first: rows[0]!.secret.name, last: rows.at(-1)!.secret.name, kek_version: this.core.keyring.currentKekVersion },
+          });
+        }
+        return { n: rows.length, ok, failed, last: rows.at(-1)?.secret.name ?? null };
+      });
+      res.rotated += batch.ok;
+      res.failed += batch.failed.length;
+      res.failed_names.push(...batch.failed.slice(0, Math.max(0, 50 - res.failed_names.length)));
+      if (batch.last !== null) cursor = batch.last;
+      if (batch.n < want) {
+        res.done = true;
+        break;
+      }
+      onBatch?.({ ...res, next_cursor: cursor === null ? null : encodeCursor(cursor) });
+    }
+    res.next_cursor = res.done || cursor === null ? null : encodeCursor(cursor);
+    return res;
+  }
+
+  /** Makes a new version holding the value of an old one. */
+  async rollback(ctx: OpContext, vaultName: string, name: string, version: unknown): Promise<SecretMeta> {
+    const vault = await this.core.vaults.require(vaultName);
+    if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw invalid('version', 'must be a positive whole number');
+    await this.core.authorize(ctx, 'secret.write', vault, name);
+    const now = new Date().toISOString();
+    const by = actorOf(ctx.principal);
+    try {
+      return await this.core.write(ctx, async (s, ev) => {
+        const old = await s.getSecretValueRow(vault.id, name, version);
+        if (!old) {
+          if (!(await s.getSecret(vault.id, name))) throw notFound('secret', name);
+          throw new LatchkeyError(404, 'version_not_found', `secret '${name}' has no version ${version}`, 'version');
+        }
+        const cur = old.secret;
+        const plain = await this.open(vault.id, old.version);
+        const next = cur.current_version + 1;
+        try {
+          await s.insertVersion({ secret_id: cur.id, version: next, ...this.core.keyring.sealValue(vault.id, cur.id, next, plain), created_at: now, created_by: by, rotated_at: null });
+        } finally {
+          plain.fill(0);
+        }
+        if (!(await s.advanceSecret(cur.id, cur.current_version, next, { updated_at: now }))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+        ev.push({ action: 'secret.rollback', vault: vault.name, target: name, details: { from_version: version, version: next } });
+        return secretMeta(vault.name, { ...cur, current_version: next, updated_at: now });
+      });
+    } catch (err) {
+      if (err instanceof UniqueViolation) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+      throw err;
+    }
+  }
+}
