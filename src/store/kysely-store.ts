@@ -30,6 +30,16 @@ async function guardUnique<T>(p: Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * `col` starts with `prefix`, exactly (code points, case-sensitive). Not a range on the column
+ * (`>= p and < p || U+FFFF`): that depends on the collation (PostgreSQL databases with a
+ * linguistic collation such as en_US may ignore punctuation, so 'secretary.x' would fall in
+ * the range of 'secret.') and misses names continuing with characters above U+FFFF.
+ */
+function startsWith(col: 'name' | 'action', prefix: string) {
+  return sql<boolean>`substr(${sql.ref(col)}, 1, ${[...prefix].length}) = ${prefix}`;
+}
+
 const versionMetaColumns = ['secret_id', 'version', 'kek_version', 'created_at', 'created_by', 'rotated_at'] as const;
 
 export class KyselyStore implements Store {
@@ -154,7 +164,7 @@ export class KyselyStore implements Store {
   listSecrets(q: SecretListQuery): Promise<SecretRow[]> {
     let query = this.db.selectFrom('secrets').selectAll().where('vault_id', '=', q.vaultId);
     if (q.category) query = query.where('category', '=', q.category);
-    if (q.prefix) query = query.where('name', '>=', q.prefix).where('name', '<', q.prefix + '\uffff');
+    if (q.prefix) query = query.where(startsWith('name', q.prefix));
     if (q.q) {
       const like = `%${q.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
       const op = this.backend === 'postgres' ? 'ilike' : 'like';
@@ -278,8 +288,7 @@ export class KyselyStore implements Store {
     if (q.target) query = query.where('target', '=', q.target);
     if (q.action) {
       if (q.action.endsWith('*') || q.action.endsWith('.')) {
-        const p = q.action.replace(/\*$/, '');
-        query = query.where('action', '>=', p).where('action', '<', p + '\uffff');
+        query = query.where(startsWith('action', q.action.replace(/\*$/, '')));
       } else query = query.where('action', '=', q.action);
     }
     if (q.outcome) query = query.where('outcome', '=', q.outcome);

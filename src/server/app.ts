@@ -1,0 +1,117 @@
+/**
+ * The control-plane app: one plugin per resource, one auth hook, one error shape. Resource
+ * plugins call core; core asks the one policy function and writes audit in the same transaction.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Core } from '../core/core.js';
+import { LatchkeyError } from '../core/errors.js';
+import { openapiTransform, problem, sendProblem, toProblem, zodValidatorCompiler } from './http.js';
+import { auditRoutes } from './routes/audit.js';
+import { keyRoutes } from './routes/keys.js';
+import { secretRoutes } from './routes/secrets.js';
+import { systemRoutes } from './routes/system.js';
+import { vaultRoutes } from './routes/vaults.js';
+
+export interface AppOptions {
+  logLevel?: string;
+  /** a pino destination stream (tests capture the log) */
+  logStream?: NodeJS.WritableStream;
+  trustProxy?: boolean | string;
+  https?: { cert: Buffer; key: Buffer } | null;
+}
+
+/** Headers that carry credentials: never logged. */
+export const REDACT_PATHS = [
+  'req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers["x-latchkey-token"]', 'req.headers.cookie',
+  'req.headers["proxy-authorization"]', 'res.headers["set-cookie"]',
+];
+
+function bearer(h: string | undefined): string | null {
+  if (!h) return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1]! : null;
+}
+
+export async function buildApp(core: Core, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const logger: FastifyServerOptions['logger'] = opts.logLevel === 'silent' ? false : {
+    level: opts.logLevel ?? 'info',
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: {
+      // the path only: query strings can carry tokens (approval links)
+      req: (req: { method: string; url: string; ip?: string; id?: string }) => ({ method: req.method, path: req.url.split('?')[0], ip: req.ip, id: req.id }),
+      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      err: (err: Error & { code?: string }) => ({ type: err.name, code: err.code }),
+    },
+    ...(opts.logStream ? { stream: opts.logStream } : {}),
+  } as unknown as FastifyServerOptions['logger'];
+
+  const app = Fastify({
+    logger,
+    bodyLimit: 1024 * 1024,
+    trustProxy: opts.trustProxy ?? false,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    ...(opts.https ? { https: opts.https } : {}),
+  } as FastifyServerOptions) as unknown as FastifyInstance;
+
+  // JSON bodies: an empty body is "no body" (POST /rotate with Content-Type set); prototype keys are refused.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      const parsed = JSON.parse(text);
+      if (/"(__proto__|constructor|prototype)"\s*:/.test(text)) return done(new LatchkeyError(400, 'malformed_json', 'the request body uses a reserved key', 'body'), undefined);
+      done(null, parsed);
+    } catch {
+      done(new LatchkeyError(400, 'malformed_json', 'the request body is not valid JSON', 'body'), undefined);
+    }
+  });
+  app.setValidatorCompiler(zodValidatorCompiler as never);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  const { default: swagger } = await import('@fastify/swagger');
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Latchkey control-plane API', version: core.info.version, description: 'Credential vault for AI agents. Errors are application/problem+json with a stable `code`.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: openapiTransform as never,
+  });
+
+  app.decorateRequest('ctx', null as never);
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('X-Request-Id', req.id);
+    req.ctx = { principal: { kind: 'anonymous' }, ip: req.ip ?? null, requestId: req.id };
+    if (!req.url.startsWith('/v1/') || req.routeOptions.config?.public) return;
+    req.ctx.principal = await core.auth.authenticate(bearer(req.headers.authorization));
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (req.url.startsWith('/v1/')) reply.header('Cache-Control', 'no-store');
+    return payload;
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const p = toProblem(err, req.id);
+    if (p.status >= 500) req.log.error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code }, stack: (err as Error)?.stack?.split('\n').slice(1, 6).join(' | ') }, 'request failed');
+    else req.log.debug({ code: p.code, status: p.status }, 'request refused');
+    return sendProblem(reply, p);
+  });
+
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, problem(404, 'route_not_found', `no route ${req.method} ${req.url.split('?')[0]}`, req.id)));
+
+  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(systemRoutes(core));
+  await app.register(vaultRoutes(core));
+  await app.register(secretRoutes(core));
+  await app.register(auditRoutes(core));
+  await app.register(keyRoutes(core));
+  return app;
+}
+
+export { LatchkeyError };

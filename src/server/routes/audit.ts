@@ -1,0 +1,61 @@
+/** Audit: query with filters and cursor, verify the chain (optionally against a checkpoint), export a checkpoint. */
+import { z } from 'zod';
+import type { Checkpoint } from '../../core/audit.js';
+import type { Core } from '../../core/core.js';
+import { invalid } from '../../core/errors.js';
+import { type App, type Req } from '../http.js';
+
+const time = z.string().max(40);
+const query = z.strictObject({
+  vault: z.string().max(63).optional(),
+  actor: z.string().max(320).optional(),
+  agent: z.string().max(128).optional(),
+  secret: z.string().max(128).optional(),
+  action: z.string().max(64).optional(),
+  outcome: z.enum(['ok', 'denied', 'error']).optional(),
+  since: time.optional(),
+  until: time.optional(),
+  q: z.string().max(256).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  cursor: z.string().regex(/^[0-9]{1,15}$/).optional(),
+});
+const checkpoint = z.strictObject({ seq: z.number().int().min(0), hash: z.string().max(128), ts: z.string().max(40), mac: z.string().max(128) });
+const verifyBody = z.strictObject({ checkpoint: checkpoint.optional() });
+
+function isoTime(v: string | undefined, field: string): string | undefined {
+  if (v === undefined) return undefined;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw invalid(field, 'must be an ISO-8601 time');
+  return new Date(t).toISOString();
+}
+
+export function auditRoutes(core: Core) {
+  return async (app: App) => {
+    app.get('/v1/audit', { schema: { summary: 'Query audit events, newest first', tags: ['audit'], querystring: query } }, async (req: Req<unknown, z.infer<typeof query>>) => {
+      await core.authorize(req.ctx, 'audit.read');
+      const q = req.query;
+      if (q.agent && q.actor) throw invalid('agent', 'give either actor or agent, not both');
+      return core.audit.query(core.store, {
+        vault: q.vault, actor: q.agent ? `agent:${q.agent}` : q.actor, target: q.secret, action: q.action, outcome: q.outcome,
+        since: isoTime(q.since, 'since'), until: isoTime(q.until, 'until'), q: q.q, limit: q.limit ?? 100,
+        beforeSeq: q.cursor ? Number(q.cursor) : undefined,
+      });
+    });
+
+    app.get('/v1/audit/verify', { schema: { summary: 'Verify the hash chain', tags: ['audit'] } }, async (req) => {
+      await core.authorize(req.ctx, 'audit.verify');
+      return core.audit.verify(core.store);
+    });
+
+    app.post('/v1/audit/verify', { schema: { summary: 'Verify the hash chain and that nothing after a checkpoint was truncated', tags: ['audit'], body: verifyBody } },
+      async (req: Req<z.infer<typeof verifyBody>>) => {
+        await core.authorize(req.ctx, 'audit.verify');
+        return core.audit.verify(core.store, (req.body?.checkpoint as Checkpoint | undefined) ?? null);
+      });
+
+    app.get('/v1/audit/checkpoint', { schema: { summary: 'Export a signed checkpoint of the chain head', tags: ['audit'] } }, async (req) => {
+      await core.authorize(req.ctx, 'audit.verify');
+      return core.audit.checkpoint(core.store);
+    });
+  };
+}

@@ -1,0 +1,32 @@
+/** Health (public), status, presets, who-am-I. */
+import { z } from 'zod';
+import type { Core } from '../../core/core.js';
+import { PRESETS } from '../../core/presets.js';
+import type { App } from '../http.js';
+
+export function systemRoutes(core: Core) {
+  return async (app: App) => {
+    app.get('/v1/health', { config: { public: true }, schema: { summary: 'Liveness (no auth)', tags: ['system'] } }, async () => ({ status: 'ok', version: core.info.version }));
+
+    app.get('/v1/status', { schema: { summary: 'Storage backend, counts by category, keys, last rotation, audit head', tags: ['system'] } }, async (req) => {
+      await core.authorize(req.ctx, 'status.read');
+      const [counts, vaults, head, events] = await Promise.all([core.store.countSecrets(), core.store.listVaults(), core.store.getAuditHead(), core.store.countAudit()]);
+      return {
+        backend: core.store.backend,
+        location: core.store.location,
+        version: core.info.version,
+        started_at: core.info.startedAt,
+        vaults: vaults.length,
+        secrets: counts.total,
+        by_category: counts.byCategory,
+        key: { kek_version: core.keyring.currentKekVersion, master_key_source: core.info.masterSource },
+        last_rotation: counts.lastRotatedAt,
+        audit: { seq: head.seq, hash: head.hash, events },
+      };
+    });
+
+    app.get('/v1/presets', { schema: { summary: 'Platform presets: fields, optional fields and formats', tags: ['secrets'] } }, async () => ({ items: PRESETS }));
+
+    app.get('/v1/auth/me', { schema: { summary: 'Who the bearer of this token is', tags: ['auth'], querystring: z.strictObject({}) } }, async (req) => core.auth.me(req.ctx));
+  };
+}
