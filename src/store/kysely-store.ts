@@ -40,6 +40,11 @@ function startsWith(col: 'name' | 'action', prefix: string) {
   return sql<boolean>`substr(${sql.ref(col)}, 1, ${[...prefix].length}) = ${prefix}`;
 }
 
+/** No column to set (Kysely drops undefined values from set()). */
+function isEmptyPatch(patch: object): boolean {
+  return Object.values(patch).every((v) => v === undefined);
+}
+
 const versionMetaColumns = ['secret_id', 'version', 'kek_version', 'created_at', 'created_by', 'rotated_at'] as const;
 
 export class KyselyStore implements Store {
@@ -127,6 +132,7 @@ export class KyselyStore implements Store {
   }
 
   async updateVault(id: string, patch: Partial<Pick<VaultRow, 'fallback' | 'description' | 'passthrough' | 'updated_at'>>): Promise<void> {
+    if (isEmptyPatch(patch)) return; // `update ... set` with nothing to set is a syntax error
     await this.db.updateTable('vaults').set(patch).where('id', '=', id).execute();
   }
 
@@ -340,6 +346,7 @@ export class KyselyStore implements Store {
   }
 
   async updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'role' | 'disabled' | 'updated_at'>>): Promise<void> {
+    if (isEmptyPatch(patch)) return;
     await guardUnique(this.db.updateTable('users').set(patch).where('id', '=', id).execute());
   }
 
