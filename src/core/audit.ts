@@ -96,17 +96,21 @@ export class AuditLog {
   }
 
   /** Appends events in the given transaction-bound store. Returns the rows written (for the sinks, after commit). */
-  async append(s: Store, ctx: OpContext, inputs: AuditInput[]): Promise<AuditRow[]> {
-    if (inputs.length === 0) return [];
+  append(s: Store, ctx: OpContext, inputs: AuditInput[]): Promise<AuditRow[]> {
+    return this.appendEntries(s, inputs.map((input) => ({ ctx, input })));
+  }
+
+  /** Appends events of several requests (group commit) under one head lock. */
+  async appendEntries(s: Store, entries: Array<{ ctx: OpContext; input: AuditInput }>): Promise<AuditRow[]> {
+    if (entries.length === 0) return [];
     const head = await s.lockAuditHead();
     let prev = head.hash;
     let seq = head.seq;
     const ts = new Date().toISOString();
-    const actor = actorOf(ctx.principal);
-    const rows: AuditRow[] = inputs.map((e) => {
+    const rows: AuditRow[] = entries.map(({ ctx, input: e }) => {
       seq += 1;
       const base = {
-        seq, id: randomUUID(), ts, actor, action: e.action, vault: e.vault ?? null, target: e.target ?? null,
+        seq, id: randomUUID(), ts, actor: actorOf(ctx.principal), action: e.action, vault: e.vault ?? null, target: e.target ?? null,
         outcome: e.outcome ?? 'ok', ip: ctx.ip, request_id: ctx.requestId, details: JSON.stringify(e.details ?? {}), prev_hash: prev,
       };
       const hash = this.keyring.auditMac(canonical(base));

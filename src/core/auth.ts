@@ -58,12 +58,13 @@ export class Auth {
     const kind = tokenKind(token);
     if (!kind) throw unauthenticated('the bearer token is not a Latchkey token', 'invalid_token');
     if (kind === 'appr') throw unauthenticated('an approval-link token only opens its approval page; it is not an API token', 'wrong_token_kind');
-    const row = await this.core.store.getTokenByHash(this.core.keyring.tokenHash(token));
+    const found = await this.core.store.getTokenWithUser(this.core.keyring.tokenHash(token));
+    const row = found?.token;
     if (!row || row.kind !== kind) throw unauthenticated('the token is not valid', 'invalid_token');
     if (row.revoked_at) throw unauthenticated('the token was revoked', 'token_revoked');
     if (row.expires_at && row.expires_at <= new Date().toISOString()) throw unauthenticated('the token has expired', 'token_expired');
     if (kind === 'pat' && row.user_id) {
-      const u = await this.core.store.getUser(row.user_id);
+      const u = found.user;
       if (!u || u.disabled) throw unauthenticated('the account is disabled', 'account_disabled');
       return { kind: 'user', id: u.id, email: u.email, role: u.role as InstanceRole, tokenId: row.id };
     }

@@ -60,6 +60,36 @@ export class Core {
     return out;
   }
 
+  private pending: Array<{ ctx: OpContext; input: AuditInput; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private flushing: Promise<void> | null = null;
+
+  /**
+   * Records an event for an operation that changes nothing (a read, a vend, a proxied request)
+   * and resolves once it is committed. Concurrent callers share one transaction (group commit):
+   * nobody is answered before their event is durable, and if the batch fails, every caller fails.
+   */
+  record(ctx: OpContext, input: AuditInput): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ ctx, input, resolve, reject });
+      if (!this.flushing) this.flushing = this.flushLoop();
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    while (this.pending.length) {
+      const batch = this.pending.splice(0, 1000);
+      try {
+        const rows = await this.store.tx((s) => this.audit.appendEntries(s, batch));
+        for (const b of batch) b.resolve();
+        this.audit.emit(rows);
+      } catch (err) {
+        for (const b of batch) b.reject(err);
+      }
+    }
+    this.flushing = null;
+  }
+
   /** The principal's role in a vault (people and agents); null when none. Memberships arrive with the access model. */
   async vaultRole(_ctx: OpContext, _vault: VaultRow | null): Promise<VaultRole> {
     return null;

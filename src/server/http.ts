@@ -2,6 +2,7 @@
  * HTTP plumbing shared by every resource plugin: zod schemas as Fastify schemas (one definition
  * validates the request and documents it in OpenAPI), problem+json errors, the request context.
  */
+import type {} from '@fastify/swagger';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z, type ZodType } from 'zod';
 import { LatchkeyError } from '../core/errors.js';

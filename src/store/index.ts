@@ -53,9 +53,32 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
   const Database = (await import('better-sqlite3')).default;
   const sqlite = new Database(path);
   sqlite.pragma('journal_mode = WAL');
+  // FULL: a commit is on disk before the caller is answered (audit rows are durable). Reads are
+  // group-committed by core, so the fsync is shared by every read in a batch.
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
-  return new KyselyStore('sqlite', path, db, db);
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachingDatabase(sqlite) }) });
+  // a second connection for plain reads (WAL readers do not wait for the writer)
+  const readConn = new Database(path);
+  readConn.pragma('busy_timeout = 5000');
+  readConn.pragma('query_only = ON');
+  const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachingDatabase(readConn) }) });
+  return new KyselyStore('sqlite', path, db, db, false, reader);
+}
+
+/** Kysely prepares every query anew; this caches prepared statements by SQL text (bounded). */
+function cachingDatabase(conn: import('better-sqlite3').Database): never {
+  const cache = new Map<string, ReturnType<typeof conn.prepare>>();
+  return {
+    close: () => conn.close(),
+    prepare: (text: string) => {
+      let st = cache.get(text);
+      if (!st) {
+        st = conn.prepare(text);
+        if (cache.size < 1000) cache.set(text, st);
+      }
+      return st;
+    },
+  } as never;
 }

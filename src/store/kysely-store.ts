@@ -2,7 +2,7 @@
  * Store over Kysely, one implementation for both backends. Differences are confined to
  * openStore() (dialect, pragmas) and the few places that name them explicitly (FOR UPDATE).
  */
-import { Kysely, Migrator, sql, type Transaction, type MigrationProvider, type Migration } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, sql, type Compilable, type Transaction, type MigrationProvider, type Migration } from 'kysely';
 import type { Backend, DB } from './schema.js';
 import { migrations } from './schema.js';
 import type {
@@ -45,24 +45,58 @@ function isEmptyPatch(patch: object): boolean {
   return Object.values(patch).every((v) => v === undefined);
 }
 
+/**
+ * Hot queries are built with Kysely once per backend and their SQL text reused: building and
+ * compiling a query costs more than SQLite takes to run it. The first call checks that the
+ * parameters the builder produced are exactly the ones passed, in order.
+ */
+const HOT_SQL = new Map<string, string>();
+
+async function hot<R>(backend: Backend, db: Exec, key: string, params: readonly unknown[], build: () => Compilable<R>): Promise<R | undefined> {
+  const k = `${backend}:${key}`;
+  let text = HOT_SQL.get(k);
+  if (text === undefined) {
+    const c = build().compile();
+    if (c.parameters.length !== params.length || c.parameters.some((p, i) => p !== params[i])) {
+      throw new Error(`hot query ${key}: parameters do not match the compiled query`);
+    }
+    text = c.sql;
+    HOT_SQL.set(k, text);
+  }
+  const r = await db.executeQuery<R>(CompiledQuery.raw(text, params as unknown[]));
+  return r.rows[0];
+}
+
 const versionMetaColumns = ['secret_id', 'version', 'kek_version', 'created_at', 'created_by', 'rotated_at'] as const;
 
 export class KyselyStore implements Store {
+  /**
+   * `reader` serves plain reads outside transactions: with SQLite it is a second connection, so
+   * reads (WAL snapshots) never queue behind a write transaction's fsync on the writer connection.
+   */
   constructor(
     readonly backend: Backend,
     readonly location: string,
     private readonly db: Exec,
     private readonly root: Kysely<DB>,
     private readonly inTx = false,
+    private readonly reader: Kysely<DB> = root,
   ) {}
+
+  /** Where a read goes: the transaction when in one, else the read connection. */
+  private get r(): Exec {
+    return this.inTx ? this.db : this.reader;
+  }
 
   async tx<T>(fn: (s: Store) => Promise<T>): Promise<T> {
     if (this.inTx) return fn(this);
-    return this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx, this.root, true)));
+    return this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx, this.root, true, this.reader)));
   }
 
   async close(): Promise<void> {
-    if (!this.inTx) await this.root.destroy();
+    if (this.inTx) return;
+    if (this.reader !== this.root) await this.reader.destroy();
+    await this.root.destroy();
   }
 
   /** Applies pending migrations; safe to call from several replicas at once. */
@@ -85,7 +119,7 @@ export class KyselyStore implements Store {
   // ---- meta and keys
 
   async getMeta(key: string): Promise<string | null> {
-    const r = await this.db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirst();
+    const r = await this.r.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirst();
     return r?.value ?? null;
   }
 
@@ -96,7 +130,7 @@ export class KyselyStore implements Store {
   }
 
   listKeys(): Promise<KeyRow[]> {
-    return this.db.selectFrom('keys').selectAll().orderBy('purpose').orderBy('version').execute();
+    return this.r.selectFrom('keys').selectAll().orderBy('purpose').orderBy('version').execute();
   }
 
   async insertKey(row: KeyRow): Promise<void> {
@@ -111,15 +145,15 @@ export class KyselyStore implements Store {
   // ---- vaults
 
   async getVault(name: string): Promise<VaultRow | null> {
-    return (await this.db.selectFrom('vaults').selectAll().where('name', '=', name).executeTakeFirst()) ?? null;
+    return (await hot(this.backend, this.r, 'vaultByName', [name], () => this.r.selectFrom('vaults').selectAll().where('name', '=', name))) ?? null;
   }
 
   async getVaultById(id: string): Promise<VaultRow | null> {
-    return (await this.db.selectFrom('vaults').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+    return (await this.r.selectFrom('vaults').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
   }
 
   async listVaults(): Promise<Array<VaultRow & { secret_count: number }>> {
-    const rows = await this.db.selectFrom('vaults')
+    const rows = await this.r.selectFrom('vaults')
       .selectAll('vaults')
       .select((eb) => eb.selectFrom('secrets').select(eb.fn.countAll().as('n')).whereRef('secrets.vault_id', '=', 'vaults.id').as('secret_count'))
       .orderBy('name')
@@ -147,11 +181,11 @@ export class KyselyStore implements Store {
   // ---- secrets
 
   async getSecret(vaultId: string, name: string): Promise<SecretRow | null> {
-    return (await this.db.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name).executeTakeFirst()) ?? null;
+    return (await this.r.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name).executeTakeFirst()) ?? null;
   }
 
   async getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null> {
-    const r = await this.db.selectFrom('secrets as s')
+    const r = await this.r.selectFrom('secrets as s')
       .innerJoin('secret_versions as v', 'v.secret_id', 's.id')
       .selectAll('s')
       .select(['v.version as v_version', 'v.kek_version', 'v.wrapped_dek', 'v.ciphertext', 'v.created_at as v_created_at', 'v.created_by', 'v.rotated_at'])
@@ -167,8 +201,28 @@ export class KyselyStore implements Store {
     };
   }
 
+  async getVaultSecretValueRow(vaultName: string, name: string, version?: number): Promise<(SecretWithCurrent & { vault: VaultRow }) | null> {
+    const params = version === undefined ? [vaultName, name] : [vaultName, name, version];
+    const r = await hot(this.backend, this.r, version === undefined ? 'vaultSecretCurrent' : 'vaultSecretVersion', params, () => this.r.selectFrom('vaults as vt')
+      .innerJoin('secrets as s', 's.vault_id', 'vt.id')
+      .innerJoin('secret_versions as v', 'v.secret_id', 's.id')
+      .selectAll('s')
+      .select(['v.version as v_version', 'v.kek_version', 'v.wrapped_dek', 'v.ciphertext', 'v.created_at as v_created_at', 'v.created_by', 'v.rotated_at'])
+      .select(['vt.name as vt_name', 'vt.description as vt_description', 'vt.fallback as vt_fallback', 'vt.passthrough as vt_passthrough', 'vt.created_at as vt_created_at', 'vt.updated_at as vt_updated_at'])
+      .where('vt.name', '=', vaultName)
+      .where('s.name', '=', name)
+      .where((eb) => (version === undefined ? eb('v.version', '=', eb.ref('s.current_version')) : eb('v.version', '=', version))));
+    if (!r) return null;
+    const { v_version, kek_version, wrapped_dek, ciphertext, v_created_at, created_by, rotated_at, vt_name, vt_description, vt_fallback, vt_passthrough, vt_created_at, vt_updated_at, ...secret } = r;
+    return {
+      vault: { id: secret.vault_id, name: vt_name, description: vt_description, fallback: vt_fallback, passthrough: vt_passthrough, created_at: vt_created_at, updated_at: vt_updated_at },
+      secret,
+      version: { secret_id: secret.id, version: v_version, kek_version, wrapped_dek, ciphertext, created_at: v_created_at, created_by, rotated_at },
+    };
+  }
+
   listSecrets(q: SecretListQuery): Promise<SecretRow[]> {
-    let query = this.db.selectFrom('secrets').selectAll().where('vault_id', '=', q.vaultId);
+    let query = this.r.selectFrom('secrets').selectAll().where('vault_id', '=', q.vaultId);
     if (q.category) query = query.where('category', '=', q.category);
     if (q.prefix) query = query.where(startsWith('name', q.prefix));
     if (q.q) {
@@ -208,11 +262,11 @@ export class KyselyStore implements Store {
   }
 
   async getVersion(secretId: string, version: number): Promise<VersionRow | null> {
-    return (await this.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secretId).where('version', '=', version).executeTakeFirst()) ?? null;
+    return (await this.r.selectFrom('secret_versions').selectAll().where('secret_id', '=', secretId).where('version', '=', version).executeTakeFirst()) ?? null;
   }
 
   listVersions(secretId: string) {
-    return this.db.selectFrom('secret_versions').select(versionMetaColumns).where('secret_id', '=', secretId).orderBy('version', 'desc').execute();
+    return this.r.selectFrom('secret_versions').select(versionMetaColumns).where('secret_id', '=', secretId).orderBy('version', 'desc').execute();
   }
 
   async updateVersionSeal(secretId: string, version: number, seal: Pick<VersionRow, 'kek_version' | 'wrapped_dek' | 'ciphertext'> & { rotated_at?: string | null }): Promise<void> {
@@ -220,7 +274,7 @@ export class KyselyStore implements Store {
   }
 
   async listCurrentVersions(vaultId: string, after: string | null, limit: number): Promise<SecretWithCurrent[]> {
-    let q = this.db.selectFrom('secrets as s')
+    let q = this.r.selectFrom('secrets as s')
       .innerJoin('secret_versions as v', (j) => j.onRef('v.secret_id', '=', 's.id').onRef('v.version', '=', 's.current_version'))
       .selectAll('s')
       .select(['v.version as v_version', 'v.kek_version', 'v.wrapped_dek', 'v.ciphertext', 'v.created_at as v_created_at', 'v.created_by', 'v.rotated_at'])
@@ -234,7 +288,7 @@ export class KyselyStore implements Store {
   }
 
   listVersionsBelowKek(kekVersion: number, limit: number) {
-    return this.db.selectFrom('secret_versions as v')
+    return this.r.selectFrom('secret_versions as v')
       .innerJoin('secrets as s', 's.id', 'v.secret_id')
       .selectAll('v')
       .select('s.vault_id')
@@ -245,9 +299,9 @@ export class KyselyStore implements Store {
   }
 
   async countSecrets() {
-    const byCat = await this.db.selectFrom('secrets').select(['category', (eb) => eb.fn.countAll().as('n')]).groupBy('category').execute();
-    const byKek = await this.db.selectFrom('secret_versions').select(['kek_version', (eb) => eb.fn.countAll().as('n')]).groupBy('kek_version').execute();
-    const last = await this.db.selectFrom('secrets').select((eb) => eb.fn.max('last_rotated_at').as('m')).executeTakeFirst();
+    const byCat = await this.r.selectFrom('secrets').select(['category', (eb) => eb.fn.countAll().as('n')]).groupBy('category').execute();
+    const byKek = await this.r.selectFrom('secret_versions').select(['kek_version', (eb) => eb.fn.countAll().as('n')]).groupBy('kek_version').execute();
+    const last = await this.r.selectFrom('secrets').select((eb) => eb.fn.max('last_rotated_at').as('m')).executeTakeFirst();
     const byCategory: Record<string, number> = {};
     let total = 0;
     for (const r of byCat) {
@@ -260,20 +314,23 @@ export class KyselyStore implements Store {
   }
 
   async countVaultSecrets(vaultId: string): Promise<number> {
-    const r = await this.db.selectFrom('secrets').select((eb) => eb.fn.countAll().as('n')).where('vault_id', '=', vaultId).executeTakeFirstOrThrow();
+    const r = await this.r.selectFrom('secrets').select((eb) => eb.fn.countAll().as('n')).where('vault_id', '=', vaultId).executeTakeFirstOrThrow();
     return Number(r.n);
   }
 
   // ---- audit
 
   async lockAuditHead(): Promise<AuditHead> {
-    let q = this.db.selectFrom('audit_head').selectAll().where('id', '=', 1);
-    if (this.backend === 'postgres') q = q.forUpdate();
-    return q.executeTakeFirstOrThrow();
+    const head = await hot(this.backend, this.db, 'lockAuditHead', [1], () => {
+      const q = this.db.selectFrom('audit_head').selectAll().where('id', '=', 1);
+      return this.backend === 'postgres' ? q.forUpdate() : q;
+    });
+    if (!head) throw new Error('the audit chain head row is missing');
+    return head;
   }
 
   getAuditHead(): Promise<AuditHead> {
-    return this.db.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
+    return this.r.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
   }
 
   async insertAuditEvents(rows: AuditRow[]): Promise<void> {
@@ -284,11 +341,11 @@ export class KyselyStore implements Store {
   }
 
   async setAuditHead(seq: number, hash: string): Promise<void> {
-    await this.db.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1).execute();
+    await hot(this.backend, this.db, 'setAuditHead', [seq, hash, 1], () => this.db.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1));
   }
 
   queryAudit(q: AuditQuery): Promise<AuditRow[]> {
-    let query = this.db.selectFrom('audit_events').selectAll();
+    let query = this.r.selectFrom('audit_events').selectAll();
     if (q.vault) query = query.where('vault', '=', q.vault);
     if (q.actor) query = query.where('actor', '=', q.actor);
     if (q.target) query = query.where('target', '=', q.target);
@@ -312,11 +369,11 @@ export class KyselyStore implements Store {
   }
 
   auditRange(after: number, limit: number): Promise<AuditRow[]> {
-    return this.db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(limit).execute();
+    return this.r.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(limit).execute();
   }
 
   async countAudit(): Promise<number> {
-    const r = await this.db.selectFrom('audit_events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    const r = await this.r.selectFrom('audit_events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
     return Number(r.n);
   }
 
@@ -329,16 +386,16 @@ export class KyselyStore implements Store {
   // ---- people and tokens
 
   async countUsers(): Promise<number> {
-    const r = await this.db.selectFrom('users').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    const r = await this.r.selectFrom('users').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
     return Number(r.n);
   }
 
   async getUser(id: string): Promise<UserRow | null> {
-    return (await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+    return (await this.r.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
   }
 
   async getUserByEmail(email: string): Promise<UserRow | null> {
-    return (await this.db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst()) ?? null;
+    return (await this.r.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst()) ?? null;
   }
 
   async insertUser(row: UserRow): Promise<void> {
@@ -354,12 +411,26 @@ export class KyselyStore implements Store {
     await guardUnique(this.db.insertInto('tokens').values(row).execute());
   }
 
+  async getTokenWithUser(hash: string): Promise<{ token: TokenRow; user: UserRow | null } | null> {
+    const r = await hot(this.backend, this.r, 'tokenWithUser', [hash], () => this.r.selectFrom('tokens as t')
+      .leftJoin('users as u', 'u.id', 't.user_id')
+      .selectAll('t')
+      .select(['u.email as u_email', 'u.password_hash as u_password_hash', 'u.role as u_role', 'u.disabled as u_disabled', 'u.created_at as u_created_at', 'u.updated_at as u_updated_at', 'u.id as u_id'])
+      .where('t.hash', '=', hash));
+    if (!r) return null;
+    const { u_email, u_password_hash, u_role, u_disabled, u_created_at, u_updated_at, u_id, ...token } = r;
+    const user: UserRow | null = u_id
+      ? { id: u_id, email: u_email ?? null, password_hash: u_password_hash ?? null, role: u_role!, disabled: u_disabled!, created_at: u_created_at!, updated_at: u_updated_at! }
+      : null;
+    return { token, user };
+  }
+
   async getTokenByHash(hash: string): Promise<TokenRow | null> {
-    return (await this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst()) ?? null;
+    return (await this.r.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst()) ?? null;
   }
 
   listTokens(filter: { userId?: string; agentId?: string; kind?: string }): Promise<TokenRow[]> {
-    let q = this.db.selectFrom('tokens').selectAll();
+    let q = this.r.selectFrom('tokens').selectAll();
     if (filter.userId) q = q.where('user_id', '=', filter.userId);
     if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
     if (filter.kind) q = q.where('kind', '=', filter.kind);

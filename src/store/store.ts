@@ -73,6 +73,8 @@ export interface Store {
   getSecret(vaultId: string, name: string): Promise<SecretRow | null>;
   /** The secret with its current version, or a given one: the read hot path, one query. */
   getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null>;
+  /** Vault, secret and version by vault name in one query (the read hot path); null if any is missing. */
+  getVaultSecretValueRow(vaultName: string, name: string, version?: number): Promise<(SecretWithCurrent & { vault: VaultRow }) | null>;
   listSecrets(q: SecretListQuery): Promise<SecretRow[]>;
   insertSecret(row: SecretRow): Promise<void>;
   /** Sets current_version = next only if it still equals expected; false when it moved (check-and-set). */
@@ -109,6 +111,8 @@ export interface Store {
   insertUser(row: UserRow): Promise<void>;
   updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'role' | 'disabled' | 'updated_at'>>): Promise<void>;
   insertToken(row: TokenRow): Promise<void>;
+  /** The token with its person, in one query (the authentication hot path). */
+  getTokenWithUser(hash: string): Promise<{ token: TokenRow; user: UserRow | null } | null>;
   getTokenByHash(hash: string): Promise<TokenRow | null>;
   listTokens(filter: { userId?: string; agentId?: string; kind?: string }): Promise<TokenRow[]>;
   revokeToken(id: string, at: string): Promise<boolean>;
