@@ -141,6 +141,24 @@ export class AuditLog {
     return { items: rows.map(toEvent), next_cursor: rows.length === q.limit && last ? String(last.seq) : null };
   }
 
+  /**
+   * Retention: deletes events older than `before` and moves the chain anchor to the last deleted
+   * event's hash, so the remaining chain still verifies from there. Records an `audit.prune` event.
+   */
+  async prune(store: Store, ctx: OpContext, before: string): Promise<{ pruned: number; anchor_seq: number }> {
+    let written: AuditRow[] = [];
+    const out = await store.tx(async (s) => {
+      const head = await s.lockAuditHead();
+      const last = await s.lastAuditBefore(before);
+      if (!last || last.seq <= head.anchor_seq) return { pruned: 0, anchor_seq: head.anchor_seq };
+      const pruned = await s.pruneAudit(last.seq, last.hash);
+      written = await this.append(s, ctx, [{ action: 'audit.prune', details: { before, pruned, anchor_seq: last.seq, anchor_hash: last.hash } }]);
+      return { pruned, anchor_seq: last.seq };
+    });
+    this.emit(written);
+    return out;
+  }
+
   checkpointMac(seq: number, hash: string, ts: string): string {
     return this.keyring.auditMac(`checkpoint|${seq}|${hash}|${ts}`);
   }

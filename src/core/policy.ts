@@ -9,7 +9,7 @@ export type Action =
   | 'status.read' | 'self.read'
   | 'vault.list' | 'vault.create' | 'vault.update' | 'vault.delete'
   | 'secret.list' | 'secret.meta' | 'secret.write' | 'secret.read' | 'secret.delete' | 'secret.rotate' | 'vault.rotate_all'
-  | 'audit.read' | 'audit.verify'
+  | 'audit.read' | 'audit.verify' | 'audit.prune'
   | 'key.read' | 'key.manage';
 
 export type VaultRole = 'admin' | 'member' | 'proxy' | null;
@@ -43,7 +43,7 @@ export function decide(p: Principal, action: Action, vaultRole: VaultRole = null
   // people
   if (p.role === 'owner') return allow('instance owner');
   if (p.role === 'admin') {
-    if (action === 'key.manage') return deny('only the instance owner manages keys');
+    if (action === 'key.manage' || action === 'audit.prune') return deny('only the instance owner manages keys and audit retention');
     return allow('instance admin');
   }
   switch (action) {

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { openCore } from '../core/bootstrap.js';
 import type { Core } from '../core/core.js';
 import { buildApp } from './app.js';
+import { systemContext } from '../core/principal.js';
 
 export interface ServerOptions {
   home: string;
@@ -17,6 +18,8 @@ export interface ServerOptions {
   tlsCert?: string;
   tlsKey?: string;
   env?: NodeJS.ProcessEnv;
+  /** keep audit events this many days (default: forever); pruned at start and hourly */
+  auditRetentionDays?: number;
 }
 
 export interface RunningServer {
@@ -39,11 +42,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
     const url = `${https ? 'https' : 'http'}://${host}:${port}`;
     let closed = false;
+    let pruneTimer: NodeJS.Timeout | null = null;
+    if (opts.auditRetentionDays && opts.auditRetentionDays > 0) {
+      const days = opts.auditRetentionDays;
+      const prune = () => core.audit.prune(core.store, systemContext(), new Date(Date.now() - days * 86_400_000).toISOString())
+        .catch((err) => app.log.error({ code: (err as { code?: string }).code }, 'audit retention prune failed'));
+      void prune();
+      pruneTimer = setInterval(prune, 3_600_000);
+      pruneTimer.unref();
+    }
     return {
       url, proxyUrl: null, initialized, core, app,
       async close() {
         if (closed) return;
         closed = true;
+        if (pruneTimer) clearInterval(pruneTimer);
         await app.close();
         await core.close();
       },

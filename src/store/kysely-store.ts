@@ -377,6 +377,10 @@ export class KyselyStore implements Store {
     return Number(r.n);
   }
 
+  async lastAuditBefore(before: string): Promise<AuditRow | null> {
+    return (await this.r.selectFrom('audit_events').selectAll().where('ts', '<', before).orderBy('seq', 'desc').limit(1).executeTakeFirst()) ?? null;
+  }
+
   async pruneAudit(throughSeq: number, anchorHash: string): Promise<number> {
     const r = await this.db.deleteFrom('audit_events').where('seq', '<=', throughSeq).executeTakeFirst();
     await this.db.updateTable('audit_head').set({ anchor_seq: throughSeq, anchor_hash: anchorHash }).where('id', '=', 1).execute();

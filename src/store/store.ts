@@ -103,6 +103,8 @@ export interface Store {
   auditRange(after: number, limit: number): Promise<AuditRow[]>;
   countAudit(): Promise<number>;
   pruneAudit(throughSeq: number, anchorHash: string): Promise<number>;
+  /** The newest event with ts < before (the anchor a prune would leave). */
+  lastAuditBefore(before: string): Promise<AuditRow | null>;
 
   // people and tokens
   countUsers(): Promise<number>;

@@ -53,6 +53,13 @@ export function auditRoutes(core: Core) {
         return core.audit.verify(core.store, (req.body?.checkpoint as Checkpoint | undefined) ?? null);
       });
 
+    const pruneBody = z.strictObject({ before: time });
+    app.post('/v1/audit/prune', { schema: { summary: 'Retention: delete events older than `before`; the chain re-anchors and still verifies', tags: ['audit'], body: pruneBody } },
+      async (req: Req<z.infer<typeof pruneBody>>) => {
+        await core.authorize(req.ctx, 'audit.prune');
+        return core.audit.prune(core.store, req.ctx, isoTime(req.body.before, 'before')!);
+      });
+
     app.get('/v1/audit/checkpoint', { schema: { summary: 'Export a signed checkpoint of the chain head', tags: ['audit'] } }, async (req) => {
       await core.authorize(req.ctx, 'audit.verify');
       return core.audit.checkpoint(core.store);
