@@ -5,7 +5,9 @@
 import { mintToken, newId, tokenKind, type TokenKind } from '../crypto/tokens.js';
 import type { Store, TokenRow, UserRow } from '../store/store.js';
 import type { Core } from './core.js';
-import { unauthenticated } from './errors.js';
+import { randomBytes } from 'node:crypto';
+import { UniqueViolation } from '../store/store.js';
+import { conflict, invalid, LatchkeyError, notFound, unauthenticated } from './errors.js';
 import type { InstanceRole, OpContext, Principal } from './principal.js';
 
 export async function hashPassword(password: string): Promise<string> {
@@ -20,6 +22,25 @@ export async function verifyPassword(stored: string, password: string): Promise<
   } catch {
     return false;
   }
+}
+
+const FAILURE_WINDOW_MS = 15 * 60_000;
+const LOCK_FOR_MS = 15 * 60_000;
+const LOCK_AFTER_ACCOUNT = 5;
+const LOCK_AFTER_IP = 20;
+const WEB_SESSION_MS = 12 * 3600_000;
+/** A real Argon2id hash of a random string: unknown accounts cost the same time as known ones. */
+const DUMMY_HASH = '$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Cu1PvB+Tu8tDAmiTmKIdAOJYGt+mcFNPyq4N+TolXGY';
+
+export function checkEmail(e: unknown): string {
+  if (typeof e !== 'string' || e.length > 254 || !/^[^\s@]+@[^\s@]+$/.test(e)) throw invalid('email', 'must be an email address');
+  return e.toLowerCase();
+}
+
+export function checkPassword(p: unknown): string {
+  if (typeof p !== 'string' || p.length < 12) throw invalid('password', 'must be at least 12 characters');
+  if (p.length > 1024) throw invalid('password', 'is longer than 1024 characters');
+  return p;
 }
 
 export function userView(u: UserRow) {
@@ -68,7 +89,143 @@ export class Auth {
       if (!u || u.disabled) throw unauthenticated('the account is disabled', 'account_disabled');
       return { kind: 'user', id: u.id, email: u.email, role: u.role as InstanceRole, tokenId: row.id };
     }
+    if ((kind === 'agent' || kind === 'sess') && row.agent_id) {
+      const a = await this.core.store.getAgent(row.agent_id);
+      if (!a || a.status !== 'active') throw unauthenticated('the agent was revoked', 'agent_revoked');
+      let sessionVault: string | null = null;
+      if (kind === 'sess') {
+        const v = row.vault_id ? await this.core.store.getVaultById(row.vault_id) : null;
+        if (!v) throw unauthenticated('the session\'s vault no longer exists', 'invalid_token');
+        sessionVault = v.name;
+      }
+      return { kind: 'agent', id: a.id, name: a.name, tokenId: row.id, sessionVault };
+    }
     throw unauthenticated('this kind of token is not accepted here', 'wrong_token_kind');
+  }
+
+  /** The console's session cookie (an opaque random value stored as a keyed hash, kind `web`). */
+  async authenticateCookie(value: string): Promise<Principal> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(value)) throw unauthenticated('the session cookie is not valid', 'invalid_session');
+    const found = await this.core.store.getTokenWithUser(this.core.keyring.tokenHash(`web:${value}`));
+    const row = found?.token;
+    if (!row || row.kind !== 'web' || row.revoked_at || !found.user || found.user.disabled) throw unauthenticated('the session has ended; log in again', 'session_expired');
+    if (row.expires_at && row.expires_at <= new Date().toISOString()) throw unauthenticated('the session has expired; log in again', 'session_expired');
+    const u = found.user;
+    return { kind: 'user', id: u.id, email: u.email, role: u.role as InstanceRole, tokenId: row.id };
+  }
+
+  /**
+   * Email + password login. Failures are counted per account and per client address; after
+   * LOCK_AFTER failures in the window the account (or address) is locked for LOCK_FOR, and each
+   * failure is slowed. Every attempt is audited (auth.login / auth.failure).
+   */
+  async login(ctx: OpContext, email: unknown, password: unknown): Promise<{ cookie: string; expiresAt: string; user: ReturnType<typeof userView> }> {
+    if (typeof email !== 'string' || !email) throw invalid('email', 'is required');
+    if (typeof password !== 'string' || !password) throw invalid('password', 'is required');
+    const keys = [`account:${email.toLowerCase()}`, ...(ctx.ip ? [`ip:${ctx.ip}`] : [])];
+    const now = Date.now();
+    for (const k of keys) {
+      const f = await this.core.store.getAuthFailure(k);
+      if (f?.locked_until && Date.parse(f.locked_until) > now) {
+        await this.core.write(ctx, async (_s, ev) => { ev.push({ action: 'auth.failure', target: email, outcome: 'denied', details: { reason: 'locked', scope: k.split(':')[0] } }); });
+        const retry = Math.ceil((Date.parse(f.locked_until) - now) / 1000);
+        throw new LatchkeyError(429, 'login_locked', `too many failed logins; try again in ${retry} s`, undefined, { retry_after: retry });
+      }
+    }
+    const user = await this.core.store.getUserByEmail(email.toLowerCase());
+    const ok = user?.password_hash ? await verifyPassword(user.password_hash, password) : (await verifyPassword(DUMMY_HASH, password), false);
+    if (!ok || !user || user.disabled) {
+      let worst = 0;
+      for (const k of keys) {
+        const f = await this.core.store.getAuthFailure(k);
+        const fresh = !f || now - Date.parse(f.window_start) > FAILURE_WINDOW_MS;
+        const failures = fresh ? 1 : f!.failures + 1;
+        const limit = k.startsWith('ip:') ? LOCK_AFTER_IP : LOCK_AFTER_ACCOUNT;
+        await this.core.store.putAuthFailure({
+          key: k, failures, window_start: fresh ? new Date(now).toISOString() : f!.window_start,
+          locked_until: failures >= limit ? new Date(now + LOCK_FOR_MS).toISOString() : null,
+        });
+        worst = Math.max(worst, failures);
+      }
+      await this.core.write(ctx, async (_s, ev) => { ev.push({ action: 'auth.failure', target: email, outcome: 'denied', details: { reason: 'bad credentials' } }); });
+      await new Promise((r) => setTimeout(r, Math.min(worst, 8) * 100));
+      throw unauthenticated('email or password is wrong', 'bad_credentials');
+    }
+    for (const k of keys) await this.core.store.clearAuthFailure(k);
+    const value = randomBytes(32).toString('base64url');
+    const expiresAt = new Date(now + WEB_SESSION_MS).toISOString();
+    const principal: Principal = { kind: 'user', id: user.id, email: user.email, role: user.role as InstanceRole, tokenId: null };
+    await this.core.write({ ...ctx, principal }, async (s, ev) => {
+      await s.insertToken({
+        id: newId(), kind: 'web', hash: this.core.keyring.tokenHash(`web:${value}`), name: 'console session', user_id: user.id, agent_id: null,
+        vault_id: null, expires_at: expiresAt, revoked_at: null, created_at: new Date(now).toISOString(), last_used_at: null,
+      });
+      ev.push({ action: 'auth.login', target: user.email, details: { method: 'password' } });
+    });
+    return { cookie: value, expiresAt, user: userView(user) };
+  }
+
+  /** Ends the console session or revokes the API token the request came with. */
+  async logout(ctx: OpContext): Promise<{ revoked: boolean }> {
+    const p = ctx.principal;
+    if (p.kind !== 'user' || !p.tokenId) return { revoked: false };
+    const revoked = await this.core.store.revokeToken(p.tokenId, new Date().toISOString());
+    return { revoked };
+  }
+
+  /** Sets the caller's email and/or password (the console's first-run page; a password change). */
+  async updateSelf(ctx: OpContext, input: { email?: unknown; password?: unknown; current_password?: unknown }) {
+    const p = ctx.principal;
+    if (p.kind !== 'user') throw unauthenticated('only people have an email and password', 'wrong_token_kind');
+    const u = await this.core.store.getUser(p.id);
+    if (!u) throw unauthenticated();
+    const patch: { email?: string; password_hash?: string; updated_at: string } = { updated_at: new Date().toISOString() };
+    if (input.email !== undefined) patch.email = checkEmail(input.email);
+    if (input.password !== undefined) {
+      if (u.password_hash && (typeof input.current_password !== 'string' || !(await verifyPassword(u.password_hash, input.current_password)))) {
+        throw invalid('current_password', 'is required and must match to change a password');
+      }
+      patch.password_hash = await hashPassword(checkPassword(input.password));
+    }
+    try {
+      await this.core.write(ctx, async (s, ev) => {
+        await s.updateUser(u.id, patch);
+        ev.push({ action: 'member.add', target: `user:${patch.email ?? u.email ?? 'owner'}`, details: { updated: Object.keys(patch).filter((k) => k !== 'updated_at').map((k) => (k === 'password_hash' ? 'password' : k)) } });
+      });
+    } catch (err) {
+      if (err instanceof UniqueViolation) throw conflict('that email is taken', 'email_taken', 'email');
+      throw err;
+    }
+    return userView({ ...u, ...patch });
+  }
+
+  /** API tokens of the caller: create (shown once), list (no values), revoke. */
+  async createApiToken(ctx: OpContext, name: unknown, ttlSeconds?: unknown) {
+    const p = ctx.principal;
+    if (p.kind !== 'user') throw unauthenticated('only people have API tokens', 'wrong_token_kind');
+    if (typeof name !== 'string' || !name || name.length > 100) throw invalid('name', 'must be 1-100 characters');
+    if (ttlSeconds !== undefined && (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 60)) throw invalid('ttl', 'must be a whole number of seconds, at least 60');
+    const expires_at = ttlSeconds ? new Date(Date.now() + (ttlSeconds as number) * 1000).toISOString() : null;
+    return this.core.write(ctx, async (s) => {
+      const { token, row } = await this.issueToken(s, 'pat', { name, user_id: p.id, expires_at });
+      return { id: row.id, name, token, expires_at, created_at: row.created_at };
+    });
+  }
+
+  async listApiTokens(ctx: OpContext) {
+    const p = ctx.principal;
+    if (p.kind !== 'user') throw unauthenticated('only people have API tokens', 'wrong_token_kind');
+    const rows = await this.core.store.listTokens({ userId: p.id, kind: 'pat' });
+    return rows.map((r) => ({ id: r.id, name: r.name, created_at: r.created_at, expires_at: r.expires_at, revoked_at: r.revoked_at, current: r.id === p.tokenId }));
+  }
+
+  async revokeApiToken(ctx: OpContext, id: string) {
+    const p = ctx.principal;
+    if (p.kind !== 'user') throw unauthenticated('only people have API tokens', 'wrong_token_kind');
+    const mine = (await this.core.store.listTokens({ userId: p.id, kind: 'pat' })).find((t) => t.id === id);
+    if (!mine) throw notFound('token', id);
+    await this.core.store.revokeToken(id, new Date().toISOString());
+    return { revoked: id };
   }
 
   async me(ctx: OpContext) {

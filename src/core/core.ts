@@ -14,6 +14,8 @@ import { Secrets } from './secrets.js';
 import { Vaults } from './vaults.js';
 import { Keys } from './keys.js';
 import { Auth } from './auth.js';
+import { Access } from './access.js';
+import { Grants } from './grants.js';
 
 export interface CoreInfo {
   home: string;
@@ -26,7 +28,9 @@ export interface CoreInfo {
 const DENIAL_ACTION: Partial<Record<Action, AuditAction>> = {
   'secret.read': 'secret.read', 'secret.write': 'secret.update', 'secret.delete': 'secret.delete', 'secret.rotate': 'secret.rotate',
   'vault.rotate_all': 'vault.rotate_all', 'vault.create': 'vault.create', 'vault.delete': 'vault.delete', 'vault.update': 'vault.update',
-  'key.manage': 'key.rotate',
+  'key.manage': 'key.rotate', 'secret.vend': 'secret.vend', 'grant.request': 'grant.request', 'grant.decide': 'grant.approve',
+  'grant.create': 'grant.approve', 'proposal.create': 'proposal.create', 'proposal.decide': 'proposal.approve', 'agent.create': 'agent.create',
+  'agent.manage': 'agent.revoke', 'member.manage': 'member.add', 'service.manage': 'service.set', 'proxy.use': 'proxy.request',
 };
 
 export class Core {
@@ -35,6 +39,8 @@ export class Core {
   readonly vaults: Vaults;
   readonly keys: Keys;
   readonly auth: Auth;
+  readonly access: Access;
+  readonly grants: Grants;
 
   constructor(readonly store: Store, readonly keyring: Keyring, readonly info: CoreInfo) {
     this.audit = new AuditLog(keyring);
@@ -42,6 +48,8 @@ export class Core {
     this.vaults = new Vaults(this);
     this.keys = new Keys(this);
     this.auth = new Auth(this);
+    this.access = new Access(this);
+    this.grants = new Grants(this);
   }
 
   /**
@@ -90,15 +98,29 @@ export class Core {
     this.flushing = null;
   }
 
-  /** The principal's role in a vault (people and agents); null when none. Memberships arrive with the access model. */
-  async vaultRole(_ctx: OpContext, _vault: VaultRow | null): Promise<VaultRole> {
+  /** The principal's role in a vault: people by membership, agents `proxy` when added (and, with a session, only in its vault). */
+  async vaultRole(ctx: OpContext, vault: VaultRow | null): Promise<VaultRole> {
+    if (!vault) return null;
+    const p = ctx.principal;
+    if (p.kind === 'user') return (await this.store.getMemberRole(vault.id, 'user', p.id)) as VaultRole;
+    if (p.kind === 'agent') {
+      if (p.sessionVault && p.sessionVault !== vault.name) return null;
+      return (await this.store.getMemberRole(vault.id, 'agent', p.id)) ? 'proxy' : null;
+    }
     return null;
+  }
+
+  /** True when the policy admits the action (no audit, no throw): for filtering lists. */
+  async can(ctx: OpContext, action: Action, vault: VaultRow | null = null): Promise<boolean> {
+    return decide(ctx.principal, action, await this.vaultRole(ctx, vault)).allow;
   }
 
   /** The one authorization check. A denial is audited (outcome `denied`) and raised as 403. */
   async authorize(ctx: OpContext, action: Action, vault: VaultRow | null = null, target: string | null = null): Promise<void> {
-    const role = await this.vaultRole(ctx, vault);
-    const d = decide(ctx.principal, action, role);
+    // instance owners and admins need no membership lookup
+    const p = ctx.principal;
+    const role = p.kind === 'user' && (p.role === 'owner' || p.role === 'admin') ? null : await this.vaultRole(ctx, vault);
+    const d = decide(p, action, role);
     if (d.allow) return;
     const auditAction = DENIAL_ACTION[action] ?? 'auth.failure';
     await this.write(ctx, async (_s, ev) => {

@@ -53,14 +53,16 @@ export class Vaults {
     await this.core.authorize(ctx, 'vault.list');
     const rows = await this.core.store.listVaults();
     const out: VaultView[] = [];
+    const p = ctx.principal;
+    const everything = p.kind === 'system' || (p.kind === 'user' && (p.role === 'owner' || p.role === 'admin'));
     for (const r of rows) {
-      if (ctx.principal.kind === 'user' && ctx.principal.role === 'member' && !(await this.core.vaultRole(ctx, r))) continue;
+      if (!everything && !(await this.core.vaultRole(ctx, r))) continue;
       out.push(vaultView(r, r.secret_count));
     }
     return out;
   }
 
-  private async checkFallback(self: string, value: unknown): Promise<string[]> {
+  private async checkFallback(ctx: OpContext, self: string, value: unknown): Promise<string[]> {
     if (value === undefined) return [];
     if (!Array.isArray(value)) throw invalid('fallback', 'must be an array of vault names');
     if (value.length > LIMITS.fallbackDepth) throw invalid('fallback', `may name at most ${LIMITS.fallbackDepth} vaults`);
@@ -70,7 +72,10 @@ export class Vaults {
       if (n === self) throw invalid(`fallback[${i}]`, 'a vault cannot fall back to itself');
       if (seen.has(n)) throw invalid(`fallback[${i}]`, 'is named twice');
       seen.add(n);
-      if (!(await this.core.store.getVault(n))) throw invalid(`fallback[${i}]`, `vault '${n}' does not exist`);
+      const fb = await this.core.store.getVault(n);
+      if (!fb) throw invalid(`fallback[${i}]`, `vault '${n}' does not exist`);
+      // falling back to a vault exposes its secrets to this one's readers: only its admins may chain it
+      await this.core.authorize(ctx, 'vault.update', fb, n);
     }
     return value as string[];
   }
@@ -85,7 +90,7 @@ export class Vaults {
   async create(ctx: OpContext, input: VaultInput): Promise<VaultView> {
     const name = checkVaultName(input.name);
     await this.core.authorize(ctx, 'vault.create', null, name);
-    const fallback = await this.checkFallback(name, input.fallback);
+    const fallback = await this.checkFallback(ctx, name, input.fallback);
     const description = this.checkDescription(input.description);
     if (input.passthrough !== undefined && typeof input.passthrough !== 'boolean') throw invalid('passthrough', 'must be true or false');
     const now = new Date().toISOString();
@@ -94,6 +99,9 @@ export class Vaults {
       await this.core.write(ctx, async (s, ev) => {
         await s.insertVault(row);
         ev.push({ action: 'vault.create', vault: name, target: name, details: { fallback } });
+        if (ctx.principal.kind === 'user') {
+          await s.upsertMember({ vault_id: row.id, kind: 'user', member_id: ctx.principal.id, role: 'admin', created_at: now });
+        }
       });
     } catch (err) {
       if (err instanceof UniqueViolation) throw conflict(`vault '${name}' already exists`, 'vault_exists', 'name');
@@ -106,7 +114,7 @@ export class Vaults {
     const v = await this.require(name);
     await this.core.authorize(ctx, 'vault.update', v, name);
     const patch: Partial<VaultRow> = { updated_at: new Date().toISOString() };
-    if (input.fallback !== undefined) patch.fallback = JSON.stringify(await this.checkFallback(name, input.fallback));
+    if (input.fallback !== undefined) patch.fallback = JSON.stringify(await this.checkFallback(ctx, name, input.fallback));
     if (input.description !== undefined) patch.description = this.checkDescription(input.description);
     if (input.passthrough !== undefined) {
       if (typeof input.passthrough !== 'boolean') throw invalid('passthrough', 'must be true or false');

@@ -6,6 +6,7 @@ import { CompiledQuery, Kysely, Migrator, sql, type Compilable, type Transaction
 import type { Backend, DB } from './schema.js';
 import { migrations } from './schema.js';
 import type {
+  AgentRow, AuthFailureRow, GrantRow, MemberRow, ProposalRow, ServiceRow,
   AuditHead, AuditQuery, AuditRow, KeyRow, SecretListQuery, SecretRow, SecretWithCurrent, Store, TokenRow,
   UserRow, VaultRow, VersionRow,
 } from './store.js';
@@ -444,5 +445,171 @@ export class KyselyStore implements Store {
   async revokeToken(id: string, at: string): Promise<boolean> {
     const r = await this.db.updateTable('tokens').set({ revoked_at: at }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
+  }
+
+  async revokeTokensOf(filter: { agentId?: string; userId?: string; kind?: string }, at: string): Promise<number> {
+    let q = this.db.updateTable('tokens').set({ revoked_at: at }).where('revoked_at', 'is', null);
+    if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+    if (filter.userId) q = q.where('user_id', '=', filter.userId);
+    if (filter.kind) q = q.where('kind', '=', filter.kind);
+    if (!filter.agentId && !filter.userId) throw new Error('revokeTokensOf needs an agent or a user');
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  listUsers(): Promise<UserRow[]> {
+    return this.r.selectFrom('users').selectAll().orderBy('created_at').execute();
+  }
+
+  async countActiveOwners(): Promise<number> {
+    const r = await this.r.selectFrom('users').select((eb) => eb.fn.countAll().as('n')).where('role', '=', 'owner').where('disabled', '=', 0).executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  // ---- agents and membership
+
+  async insertAgent(row: AgentRow): Promise<void> {
+    await guardUnique(this.db.insertInto('agents').values(row).execute());
+  }
+
+  async getAgent(id: string): Promise<AgentRow | null> {
+    return (await this.r.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+  }
+
+  async getAgentByName(name: string): Promise<AgentRow | null> {
+    return (await this.r.selectFrom('agents').selectAll().where('name', '=', name).executeTakeFirst()) ?? null;
+  }
+
+  listAgents(): Promise<AgentRow[]> {
+    return this.r.selectFrom('agents').selectAll().orderBy('name').execute();
+  }
+
+  async updateAgent(id: string, patch: Partial<Pick<AgentRow, 'status' | 'revoked_at' | 'description'>>): Promise<void> {
+    if (isEmptyPatch(patch)) return;
+    await this.db.updateTable('agents').set(patch).where('id', '=', id).execute();
+  }
+
+  async upsertMember(row: MemberRow): Promise<void> {
+    await this.db.insertInto('vault_members').values(row)
+      .onConflict((oc) => oc.columns(['vault_id', 'kind', 'member_id']).doUpdateSet({ role: row.role }))
+      .execute();
+  }
+
+  async deleteMember(vaultId: string, kind: string, memberId: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('vault_members').where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async getMemberRole(vaultId: string, kind: string, memberId: string): Promise<string | null> {
+    const r = await hot(this.backend, this.r, 'memberRole', [vaultId, kind, memberId], () => this.r.selectFrom('vault_members').select('role')
+      .where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId));
+    return r?.role ?? null;
+  }
+
+  listMembers(vaultId: string): Promise<MemberRow[]> {
+    return this.r.selectFrom('vault_members').selectAll().where('vault_id', '=', vaultId).orderBy('kind').orderBy('created_at').execute();
+  }
+
+  listMemberships(kind: string, memberId: string): Promise<MemberRow[]> {
+    return this.r.selectFrom('vault_members').selectAll().where('kind', '=', kind).where('member_id', '=', memberId).execute();
+  }
+
+  // ---- grants
+
+  async insertGrant(row: GrantRow): Promise<void> {
+    await guardUnique(this.db.insertInto('grants').values(row).execute());
+  }
+
+  async getGrant(id: string): Promise<GrantRow | null> {
+    return (await this.r.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+  }
+
+  listGrants(filter: { vaultId?: string; agentId?: string; status?: string; kind?: string; target?: string }): Promise<GrantRow[]> {
+    let q = this.r.selectFrom('grants').selectAll();
+    if (filter.vaultId) q = q.where('vault_id', '=', filter.vaultId);
+    if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+    if (filter.status) q = q.where('status', '=', filter.status);
+    if (filter.kind) q = q.where('kind', '=', filter.kind);
+    if (filter.target) q = q.where('target', '=', filter.target);
+    return q.orderBy('created_at', 'desc').limit(1000).execute();
+  }
+
+  async transitionGrant(id: string, from: string[], patch: Partial<GrantRow>): Promise<boolean> {
+    const r = await this.db.updateTable('grants').set(patch).where('id', '=', id).where('status', 'in', from).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async findActiveGrant(vaultId: string, agentId: string, kind: string, target: string, modes: string[], now: string): Promise<GrantRow | null> {
+    return (await this.r.selectFrom('grants').selectAll()
+      .where('vault_id', '=', vaultId).where('agent_id', '=', agentId).where('kind', '=', kind).where('target', '=', target)
+      .where('mode', 'in', modes).where('status', '=', 'approved')
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .orderBy('created_at', 'desc').limit(1).executeTakeFirst()) ?? null;
+  }
+
+  // ---- services
+
+  async insertService(row: ServiceRow): Promise<void> {
+    await guardUnique(this.db.insertInto('services').values(row).execute());
+  }
+
+  async getService(vaultId: string, name: string): Promise<ServiceRow | null> {
+    return (await this.r.selectFrom('services').selectAll().where('vault_id', '=', vaultId).where('name', '=', name).executeTakeFirst()) ?? null;
+  }
+
+  listServices(vaultId: string): Promise<ServiceRow[]> {
+    return this.r.selectFrom('services').selectAll().where('vault_id', '=', vaultId).orderBy('name').execute();
+  }
+
+  async updateService(id: string, patch: Partial<ServiceRow>): Promise<void> {
+    if (isEmptyPatch(patch)) return;
+    await guardUnique(this.db.updateTable('services').set(patch).where('id', '=', id).execute());
+  }
+
+  async deleteService(id: string): Promise<void> {
+    await this.db.deleteFrom('services').where('id', '=', id).execute();
+  }
+
+  // ---- proposals
+
+  async insertProposal(row: ProposalRow): Promise<void> {
+    await guardUnique(this.db.insertInto('proposals').values(row).execute());
+  }
+
+  async getProposal(id: string): Promise<ProposalRow | null> {
+    return (await this.r.selectFrom('proposals').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+  }
+
+  async getProposalByApprovalHash(hash: string): Promise<ProposalRow | null> {
+    return (await this.r.selectFrom('proposals').selectAll().where('approval_hash', '=', hash).executeTakeFirst()) ?? null;
+  }
+
+  listProposals(filter: { vaultId?: string; agentId?: string; status?: string }): Promise<ProposalRow[]> {
+    let q = this.r.selectFrom('proposals').selectAll();
+    if (filter.vaultId) q = q.where('vault_id', '=', filter.vaultId);
+    if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+    if (filter.status) q = q.where('status', '=', filter.status);
+    return q.orderBy('created_at', 'desc').limit(1000).execute();
+  }
+
+  async transitionProposal(id: string, patch: Partial<ProposalRow> & { status: string }): Promise<boolean> {
+    const r = await this.db.updateTable('proposals').set(patch).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  // ---- login throttling
+
+  async getAuthFailure(key: string): Promise<AuthFailureRow | null> {
+    return (await this.r.selectFrom('auth_failures').selectAll().where('key', '=', key).executeTakeFirst()) ?? null;
+  }
+
+  async putAuthFailure(row: AuthFailureRow): Promise<void> {
+    await this.db.insertInto('auth_failures').values(row)
+      .onConflict((oc) => oc.column('key').doUpdateSet({ failures: row.failures, window_start: row.window_start, locked_until: row.locked_until }))
+      .execute();
+  }
+
+  async clearAuthFailure(key: string): Promise<void> {
+    await this.db.deleteFrom('auth_failures').where('key', '=', key).execute();
   }
 }

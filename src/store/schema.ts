@@ -101,6 +101,83 @@ export interface TokensTable {
   last_used_at: string | null;
 }
 
+export interface AgentsTable {
+  id: string;
+  name: string;
+  status: string; // active | revoked
+  description: string | null;
+  created_by: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface VaultMembersTable {
+  vault_id: string;
+  kind: string; // user | agent
+  member_id: string;
+  role: string; // admin | member | proxy
+  created_at: string;
+}
+
+export interface GrantsTable {
+  id: string;
+  vault_id: string;
+  agent_id: string;
+  kind: string; // secret | service
+  target: string;
+  mode: string; // use | read
+  status: string; // pending | approved | denied | revoked
+  reason: string | null;
+  requested_by: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_reason: string | null;
+  expires_at: string | null;
+  created_at: string;
+}
+
+export interface ServicesTable {
+  id: string;
+  vault_id: string;
+  name: string;
+  host: string;
+  path_prefix: string | null;
+  port: number | null;
+  auth: string; // JSON auth rule
+  methods: string; // JSON array
+  path_prefixes: string; // JSON array
+  quota_per_minute: number | null;
+  enabled: number;
+  description: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ProposalsTable {
+  id: string;
+  vault_id: string;
+  agent_id: string;
+  status: string; // pending | approved | rejected | expired
+  message: string | null;
+  services: string; // JSON array of service specs
+  credentials: string; // JSON array of slots (values sealed separately)
+  sealed_values: Uint8Array | null; // agent-supplied values, sealed under the keyring
+  approval_hash: string;
+  approval_expires_at: string;
+  expires_at: string;
+  created_at: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_reason: string | null;
+}
+
+export interface AuthFailuresTable {
+  key: string; // account:<email> | ip:<addr>
+  failures: number;
+  window_start: string;
+  locked_until: string | null;
+}
+
 export interface DB {
   meta: MetaTable;
   keys: KeysTable;
@@ -111,6 +188,12 @@ export interface DB {
   audit_head: AuditHeadTable;
   users: UsersTable;
   tokens: TokensTable;
+  agents: AgentsTable;
+  vault_members: VaultMembersTable;
+  grants: GrantsTable;
+  services: ServicesTable;
+  proposals: ProposalsTable;
+  auth_failures: AuthFailuresTable;
 }
 
 export type Backend = 'sqlite' | 'postgres';
@@ -220,6 +303,89 @@ export function migrations(backend: Backend): Record<string, Migration> {
           .addColumn('revoked_at', 'text')
           .addColumn('created_at', 'text', (c) => c.notNull())
           .addColumn('last_used_at', 'text')
+          .execute();
+      },
+      async down() {
+        throw new Error('downgrades are not supported');
+      },
+    },
+    '0002_access': {
+      async up(db: Kysely<any>) {
+        await db.schema.createTable('agents')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('description', 'text')
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('revoked_at', 'text')
+          .execute();
+        await db.schema.createTable('vault_members')
+          .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id').onDelete('cascade'))
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('member_id', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('vault_members_pk', ['vault_id', 'kind', 'member_id'])
+          .execute();
+        await db.schema.createIndex('vault_members_member').on('vault_members').columns(['kind', 'member_id']).execute();
+        await db.schema.createTable('grants')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id').onDelete('cascade'))
+          .addColumn('agent_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('target', 'text', (c) => c.notNull())
+          .addColumn('mode', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text')
+          .addColumn('requested_by', 'text', (c) => c.notNull())
+          .addColumn('decided_by', 'text')
+          .addColumn('decided_at', 'text')
+          .addColumn('decision_reason', 'text')
+          .addColumn('expires_at', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('grants_lookup').on('grants').columns(['vault_id', 'agent_id', 'kind', 'target']).execute();
+        await db.schema.createTable('services')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id').onDelete('cascade'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('host', 'text', (c) => c.notNull())
+          .addColumn('path_prefix', 'text')
+          .addColumn('port', 'integer')
+          .addColumn('auth', 'text', (c) => c.notNull())
+          .addColumn('methods', 'text', (c) => c.notNull().defaultTo('[]'))
+          .addColumn('path_prefixes', 'text', (c) => c.notNull().defaultTo('[]'))
+          .addColumn('quota_per_minute', 'integer')
+          .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+          .addColumn('description', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addUniqueConstraint('services_vault_name', ['vault_id', 'name'])
+          .execute();
+        await db.schema.createTable('proposals')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id').onDelete('cascade'))
+          .addColumn('agent_id', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('message', 'text')
+          .addColumn('services', 'text', (c) => c.notNull())
+          .addColumn('credentials', 'text', (c) => c.notNull())
+          .addColumn('sealed_values', bin)
+          .addColumn('approval_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('approval_expires_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('decided_by', 'text')
+          .addColumn('decided_at', 'text')
+          .addColumn('decision_reason', 'text')
+          .execute();
+        await db.schema.createIndex('proposals_vault').on('proposals').columns(['vault_id', 'status', 'created_at']).execute();
+        await db.schema.createTable('auth_failures')
+          .addColumn('key', 'text', (c) => c.primaryKey())
+          .addColumn('failures', 'integer', (c) => c.notNull())
+          .addColumn('window_start', 'text', (c) => c.notNull())
+          .addColumn('locked_until', 'text')
           .execute();
       },
       async down() {

@@ -17,6 +17,12 @@ export type UserRow = Row<'users'>;
 export type TokenRow = Row<'tokens'>;
 export type KeyRow = Row<'keys'>;
 export type AuditHead = Row<'audit_head'>;
+export type AgentRow = Row<'agents'>;
+export type MemberRow = Row<'vault_members'>;
+export type GrantRow = Row<'grants'>;
+export type ServiceRow = Row<'services'>;
+export type ProposalRow = Row<'proposals'>;
+export type AuthFailureRow = Row<'auth_failures'>;
 
 export interface SecretListQuery {
   vaultId: string;
@@ -118,6 +124,50 @@ export interface Store {
   getTokenByHash(hash: string): Promise<TokenRow | null>;
   listTokens(filter: { userId?: string; agentId?: string; kind?: string }): Promise<TokenRow[]>;
   revokeToken(id: string, at: string): Promise<boolean>;
+  revokeTokensOf(filter: { agentId?: string; userId?: string; kind?: string }, at: string): Promise<number>;
+  listUsers(): Promise<UserRow[]>;
+  countActiveOwners(): Promise<number>;
+
+  // agents and vault membership
+  insertAgent(row: AgentRow): Promise<void>;
+  getAgent(id: string): Promise<AgentRow | null>;
+  getAgentByName(name: string): Promise<AgentRow | null>;
+  listAgents(): Promise<AgentRow[]>;
+  updateAgent(id: string, patch: Partial<Pick<AgentRow, 'status' | 'revoked_at' | 'description'>>): Promise<void>;
+  upsertMember(row: MemberRow): Promise<void>;
+  deleteMember(vaultId: string, kind: string, memberId: string): Promise<boolean>;
+  getMemberRole(vaultId: string, kind: string, memberId: string): Promise<string | null>;
+  listMembers(vaultId: string): Promise<MemberRow[]>;
+  listMemberships(kind: string, memberId: string): Promise<MemberRow[]>;
+
+  // grants
+  insertGrant(row: GrantRow): Promise<void>;
+  getGrant(id: string): Promise<GrantRow | null>;
+  listGrants(filter: { vaultId?: string; agentId?: string; status?: string; kind?: string; target?: string }): Promise<GrantRow[]>;
+  /** Moves a grant from one of `from` states; false when it was no longer in one (a race lost). */
+  transitionGrant(id: string, from: string[], patch: Partial<GrantRow>): Promise<boolean>;
+  /** The newest approved, unexpired grant covering (agent, kind, target, mode) in a vault. */
+  findActiveGrant(vaultId: string, agentId: string, kind: string, target: string, modes: string[], now: string): Promise<GrantRow | null>;
+
+  // services
+  insertService(row: ServiceRow): Promise<void>;
+  getService(vaultId: string, name: string): Promise<ServiceRow | null>;
+  listServices(vaultId: string): Promise<ServiceRow[]>;
+  updateService(id: string, patch: Partial<ServiceRow>): Promise<void>;
+  deleteService(id: string): Promise<void>;
+
+  // proposals
+  insertProposal(row: ProposalRow): Promise<void>;
+  getProposal(id: string): Promise<ProposalRow | null>;
+  getProposalByApprovalHash(hash: string): Promise<ProposalRow | null>;
+  listProposals(filter: { vaultId?: string; agentId?: string; status?: string }): Promise<ProposalRow[]>;
+  /** pending -> approved/rejected/expired exactly once: false when another decision got there first. */
+  transitionProposal(id: string, patch: Partial<ProposalRow> & { status: string }): Promise<boolean>;
+
+  // login throttling
+  getAuthFailure(key: string): Promise<AuthFailureRow | null>;
+  putAuthFailure(row: AuthFailureRow): Promise<void>;
+  clearAuthFailure(key: string): Promise<void>;
 }
 
 /** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */
