@@ -12,6 +12,7 @@ import { keyRoutes } from './routes/keys.js';
 import { secretRoutes } from './routes/secrets.js';
 import { systemRoutes } from './routes/system.js';
 import { vaultRoutes } from './routes/vaults.js';
+import { accessRoutes, SESSION_COOKIE } from './routes/access.js';
 
 export interface AppOptions {
   logLevel?: string;
@@ -81,13 +82,26 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     transform: openapiTransform as never,
   });
 
+  const { default: cookie } = await import('@fastify/cookie');
+  await app.register(cookie);
   app.decorateRequest('ctx', null as never);
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', req.id);
     req.ctx = { principal: { kind: 'anonymous' }, ip: req.ip ?? null, requestId: req.id };
     if (!req.url.startsWith('/v1/') || req.routeOptions.config?.public) return;
-    req.ctx.principal = await core.auth.authenticate(bearer(req.headers.authorization));
+    // a bearer token (CLI, agents) or the console's SameSite=Strict session cookie
+    const token = bearer(req.headers.authorization);
+    const cookieValue = req.cookies?.[SESSION_COOKIE];
+    try {
+      req.ctx.principal = !token && cookieValue ? await core.auth.authenticateCookie(cookieValue) : await core.auth.authenticate(token);
+    } catch (err) {
+      // a presented credential that is forged, expired, revoked or of the wrong kind is audited
+      if ((token || cookieValue) && err instanceof LatchkeyError) {
+        await core.record(req.ctx, { action: 'auth.failure', outcome: 'denied', details: { reason: err.code, credential: token ? (token.match(/^lk_[a-z]+_/)?.[0] ?? 'unknown') : 'cookie', path: req.url.split('?')[0] } });
+      }
+      throw err;
+    }
   });
 
   app.addHook('onSend', async (req, reply, payload) => {
@@ -111,6 +125,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   await app.register(secretRoutes(core));
   await app.register(auditRoutes(core));
   await app.register(keyRoutes(core));
+  await app.register(accessRoutes(core, { secureCookies: !!opts.https }));
   return app;
 }
 

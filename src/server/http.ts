@@ -13,8 +13,10 @@ declare module 'fastify' {
     ctx: OpContext;
   }
   interface FastifyContextConfig {
-    /** no bearer token needed (health) */
+    /** no bearer token needed (health, login) */
     public?: boolean;
+    /** a stricter rate-limit tier for this route */
+    rateTier?: 'login' | 'token' | 'proposal' | 'request';
   }
 }
 
