@@ -17,7 +17,7 @@ export const AUDIT_ACTIONS = [
   'vault.rotate_all', 'secret.migrate', 'proxy.request', 'grant.request', 'grant.approve', 'grant.deny', 'grant.revoke',
   'proposal.create', 'proposal.approve', 'proposal.reject', 'agent.create', 'agent.revoke', 'agent.rotate_token',
   'member.add', 'member.remove', 'key.rotate', 'key.rewrap', 'key.rekey', 'auth.login', 'auth.failure',
-  'service.set', 'service.delete', 'vault.create', 'vault.delete', 'vault.update', 'audit.prune',
+  'service.set', 'service.delete', 'vault.create', 'vault.delete', 'vault.update', 'audit.prune', 'user.update', 'token.create', 'token.revoke',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type Outcome = 'ok' | 'denied' | 'error';

@@ -169,7 +169,12 @@ export class Auth {
   async logout(ctx: OpContext): Promise<{ revoked: boolean }> {
     const p = ctx.principal;
     if (p.kind !== 'user' || !p.tokenId) return { revoked: false };
-    const revoked = await this.core.store.revokeToken(p.tokenId, new Date().toISOString());
+    const tokenId = p.tokenId;
+    const revoked = await this.core.write(ctx, async (s, ev) => {
+      const r = await s.revokeToken(tokenId, new Date().toISOString());
+      ev.push({ action: 'token.revoke', target: `token:${tokenId}`, details: { logout: true } });
+      return r;
+    });
     return { revoked };
   }
 
@@ -190,7 +195,7 @@ export class Auth {
     try {
       await this.core.write(ctx, async (s, ev) => {
         await s.updateUser(u.id, patch);
-        ev.push({ action: 'member.add', target: `user:${patch.email ?? u.email ?? 'owner'}`, details: { updated: Object.keys(patch).filter((k) => k !== 'updated_at').map((k) => (k === 'password_hash' ? 'password' : k)) } });
+        ev.push({ action: 'user.update', target: `user:${patch.email ?? u.email ?? 'owner'}`, details: { updated: Object.keys(patch).filter((k) => k !== 'updated_at').map((k) => (k === 'password_hash' ? 'password' : k)) } });
       });
     } catch (err) {
       if (err instanceof UniqueViolation) throw conflict('that email is taken', 'email_taken', 'email');
@@ -206,8 +211,9 @@ export class Auth {
     if (typeof name !== 'string' || !name || name.length > 100) throw invalid('name', 'must be 1-100 characters');
     if (ttlSeconds !== undefined && (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 60)) throw invalid('ttl', 'must be a whole number of seconds, at least 60');
     const expires_at = ttlSeconds ? new Date(Date.now() + (ttlSeconds as number) * 1000).toISOString() : null;
-    return this.core.write(ctx, async (s) => {
+    return this.core.write(ctx, async (s, ev) => {
       const { token, row } = await this.issueToken(s, 'pat', { name, user_id: p.id, expires_at });
+      ev.push({ action: 'token.create', target: `token:${row.id}`, details: { name, expires_at } });
       return { id: row.id, name, token, expires_at, created_at: row.created_at };
     });
   }
@@ -224,7 +230,10 @@ export class Auth {
     if (p.kind !== 'user') throw unauthenticated('only people have API tokens', 'wrong_token_kind');
     const mine = (await this.core.store.listTokens({ userId: p.id, kind: 'pat' })).find((t) => t.id === id);
     if (!mine) throw notFound('token', id);
-    await this.core.store.revokeToken(id, new Date().toISOString());
+    await this.core.write(ctx, async (s, ev) => {
+      await s.revokeToken(id, new Date().toISOString());
+      ev.push({ action: 'token.revoke', target: `token:${id}` });
+    });
     return { revoked: id };
   }
 
