@@ -1,0 +1,115 @@
+/** `latchkey audit` (query, newest first), `audit verify [--checkpoint FILE]`, `audit checkpoint [-o FILE]`. */
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { AuditQuery, Checkpoint } from '../client/index.js';
+import { CliError, clientFor, collectPages, EXIT, info, intArg, out, parseTime, printError, printJson, printTable, usage } from './output.js';
+
+interface QueryOpts {
+  action?: string;
+  actor?: string;
+  agent?: string;
+  secret?: string;
+  vault?: string;
+  outcome?: string;
+  since?: string;
+  until?: string;
+  search?: string;
+  limit: number;
+  json?: boolean;
+}
+
+const OUTCOMES = ['ok', 'denied', 'error'];
+
+function readCheckpoint(file: string): Checkpoint {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read the checkpoint file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, EXIT.error);
+  }
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch {
+    throw usage(`${file} is not a checkpoint (not JSON); make one with \`latchkey audit checkpoint -o FILE\``);
+  }
+  const c = j as Partial<Checkpoint>;
+  if (!c || typeof c.seq !== 'number' || typeof c.hash !== 'string' || typeof c.ts !== 'string' || typeof c.mac !== 'string') {
+    throw usage(`${file} is not a checkpoint (needs seq, hash, ts, mac); make one with \`latchkey audit checkpoint -o FILE\``);
+  }
+  return { seq: c.seq, hash: c.hash, ts: c.ts, mac: c.mac };
+}
+
+export function auditCommand(program: Command, setCode: (c: number) => void): void {
+  const audit = program.command('audit').description('the tamper-evident audit log: query, verify, checkpoint');
+
+  audit
+    .command('list', { isDefault: true })
+    .description('query events, newest first (the default: `latchkey audit --action secret.`)')
+    .option('--action <action>', 'an action (secret.read) or a prefix ending in a dot (secret.)')
+    .option('--actor <actor>', 'user:<email>, agent:<name> or system')
+    .option('--agent <name>', 'events by this agent')
+    .option('--secret <name>', 'events about this secret')
+    .option('--vault <name>', 'events in this vault')
+    .option('--outcome <outcome>', 'ok | denied | error')
+    .option('--since <time>', 'ISO time or a duration back from now (30m, 1h, 7d)', (v) => parseTime(v))
+    .option('--until <time>', 'ISO time or a duration back from now (30m, 1h, 7d)', (v) => parseTime(v))
+    .option('--search <text>', 'free text')
+    .option('--limit <n>', 'at most this many events', intArg(1), 50)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: QueryOpts, cmd: Command) => {
+      if (opts.outcome && !OUTCOMES.includes(opts.outcome)) throw usage(`--outcome must be one of ${OUTCOMES.join(', ')}`);
+      if (opts.actor && opts.agent) throw usage('give either --actor or --agent, not both');
+      const client = clientFor(cmd);
+      const q: AuditQuery = {
+        action: opts.action, actor: opts.actor, agent: opts.agent, secret: opts.secret, vault: opts.vault,
+        outcome: opts.outcome, since: opts.since, until: opts.until, q: opts.search,
+      };
+      const items = await collectPages((cursor, limit) => client.audit({ ...q, limit, cursor }), opts.limit);
+      if (opts.json) return printJson(items);
+      if (!items.length) {
+        info('no matching audit events');
+        return;
+      }
+      printTable(['SEQ', 'TIME', 'ACTOR', 'ACTION', 'VAULT', 'TARGET', 'OUTCOME'],
+        items.map((e) => [e.seq, e.ts, e.actor, e.action, e.vault ?? '', e.target ?? '', e.outcome]));
+    });
+
+  audit
+    .command('verify')
+    .description('verify the hash chain (and, with --checkpoint, that nothing after it was cut off)')
+    .option('--checkpoint <file>', 'a checkpoint exported by `latchkey audit checkpoint -o FILE`')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { checkpoint?: string; json?: boolean }, cmd: Command) => {
+      const cp = opts.checkpoint ? readCheckpoint(opts.checkpoint) : null;
+      const r = await clientFor(cmd).verifyAudit(cp);
+      if (opts.json) printJson(r);
+      else {
+        if (r.first_bad) out(`audit chain BROKEN at seq ${r.first_bad.seq}: ${r.first_bad.reason}`);
+        else out(`audit chain OK: ${r.checked} event${r.checked === 1 ? '' : 's'} checked, head seq ${r.head.seq}${r.anchor?.seq ? ` (anchored at seq ${r.anchor.seq} after pruning)` : ''}`);
+        if (r.checkpoint) out(`checkpoint at seq ${r.checkpoint.seq}: ${r.checkpoint.ok ? 'OK' : 'FAILED'}${r.checkpoint.reason ? ` (${r.checkpoint.reason})` : ''}`);
+      }
+      if (!r.ok) {
+        if (r.first_bad) printError(`audit chain BROKEN at seq ${r.first_bad.seq}: ${r.first_bad.reason}`);
+        else if (r.checkpoint && !r.checkpoint.ok) printError(`audit checkpoint at seq ${r.checkpoint.seq} FAILED: ${r.checkpoint.reason ?? 'does not match'}`);
+        else printError('audit verification failed');
+        setCode(EXIT.error);
+      }
+    });
+
+  audit
+    .command('checkpoint')
+    .description('export a signed checkpoint of the chain head (keep it somewhere else; verify --checkpoint uses it)')
+    .option('-o, --output <file>', 'write it to this file (mode 0600) instead of stdout')
+    .action(async (opts: { output?: string }, cmd: Command) => {
+      const cp = await clientFor(cmd).auditCheckpoint();
+      const text = JSON.stringify(cp, null, 2) + '\n';
+      if (!opts.output) {
+        process.stdout.write(text);
+        return;
+      }
+      writeFileSync(opts.output, text, { mode: 0o600 });
+      chmodSync(opts.output, 0o600);
+      out(`checkpoint at seq ${cp.seq} written to ${opts.output}`);
+    });
+}

@@ -1,0 +1,117 @@
+/**
+ * `latchkey server` — runs the control plane (and the forward proxy) until SIGINT/SIGTERM.
+ * On a fresh data dir it initialises and prints the owner's token once, saving it for the CLI.
+ */
+import type { Command } from 'commander';
+import { writeCliConfig } from './config.js';
+import { CliError, EXIT, info, intArg, out, usage } from './output.js';
+
+interface ServerFlags {
+  host?: string;
+  port?: number;
+  proxyPort?: number;
+  databaseUrl?: string;
+  auditFile?: string;
+  auditRetentionDays?: number;
+  logLevel?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function envPort(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  if (!/^\d+$/.test(v) || Number(v) > 65535) throw usage(`${name} must be a port number (0-65535)`);
+  return Number(v);
+}
+
+export function serverCommand(program: Command, _setCode: (c: number) => void): void {
+  program
+    .command('server')
+    .description('run the control plane (API + console) and the forward proxy')
+    .option('--host <host>', 'listen address (default: $LATCHKEY_HOST or 127.0.0.1)')
+    .option('--port <port>', 'control-plane port (default: $LATCHKEY_PORT or 7470)', intArg(0, 65535))
+    .option('--proxy-port <port>', 'forward-proxy port, 0 = off (default: $LATCHKEY_PROXY_PORT or 7471)', intArg(0, 65535))
+    .option('--database-url <url>', 'PostgreSQL URL (default: $LATCHKEY_DATABASE_URL; unset = SQLite in the data dir)')
+    .option('--audit-file <path>', 'also write audit events as JSON lines to this file (- for stdout)')
+    .option('--audit-retention-days <days>', 'delete audit events older than this (default: keep forever)', intArg(1))
+    .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default: info)`)
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
+    .action(async (flags: ServerFlags) => {
+      if (flags.logLevel && !LOG_LEVELS.includes(flags.logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+      if (!!flags.tlsCert !== !!flags.tlsKey) throw usage('--tls-cert and --tls-key go together');
+      const { defaultHome } = await import('../core/bootstrap.js');
+      const { startServer } = await import('../server/start.js');
+      const home = defaultHome();
+      const port = flags.port ?? envPort('LATCHKEY_PORT', 7470);
+      const proxyPort = flags.proxyPort ?? envPort('LATCHKEY_PROXY_PORT', 7471);
+      const host = flags.host || process.env.LATCHKEY_HOST || '127.0.0.1';
+      const opts = {
+        home,
+        databaseUrl: flags.databaseUrl ?? (process.env.LATCHKEY_DATABASE_URL || undefined),
+        host,
+        port,
+        proxyPort,
+        auditFile: flags.auditFile,
+        logLevel: flags.logLevel,
+        ...(flags.auditRetentionDays ? { auditRetentionDays: flags.auditRetentionDays } : {}),
+        ...(flags.tlsCert ? { tlsCert: flags.tlsCert, tlsKey: flags.tlsKey } : {}),
+      };
+      let running: Awaited<ReturnType<typeof startServer>>;
+      try {
+        running = await startServer(opts);
+      } catch (err) {
+        const e = err as { code?: string; port?: number };
+        if (e?.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${e.port ?? port}: the address is already in use (choose another with --port)`, EXIT.error);
+        if (e?.code === 'EACCES') throw new CliError(`cannot listen on ${host}:${e.port ?? port}: permission denied`, EXIT.error);
+        throw err;
+      }
+
+      if (running.initialized) {
+        let saved = '';
+        try {
+          saved = writeCliConfig({ token: running.initialized.ownerToken, addr: running.url });
+        } catch (err) {
+          info(`latchkey: could not save the token for the CLI (${(err as Error).message})`);
+        }
+        out('');
+        out(`Latchkey initialised a new data dir at ${home}`);
+        out('Owner API token (shown once, this one time only):');
+        out('');
+        out(`  ${running.initialized.ownerToken}`);
+        out('');
+        if (saved) out(`Saved for the CLI in ${saved}.`);
+        out(`Open ${running.url}/ and paste it on the first-run page to set the owner's email and password.`);
+        if (running.initialized.keyFile) {
+          out(`Master key file: ${running.initialized.keyFile}`);
+          out('  WARNING: back this file up. Without it the data cannot be decrypted, ever.');
+        }
+        out('');
+      }
+      out(`Latchkey listening on ${running.url}`);
+      if (running.proxyUrl) out(`Forward proxy listening on ${running.proxyUrl}`);
+
+      await new Promise<void>((resolveDone) => {
+        let closing = false;
+        const stop = (signal: string) => {
+          if (closing) return;
+          closing = true;
+          info(`latchkey: ${signal} received, shutting down`);
+          const fallback = setTimeout(() => process.exit(0), 10_000);
+          fallback.unref();
+          running.close().then(
+            () => resolveDone(),
+            (err) => {
+              info(`latchkey: error while shutting down: ${(err as Error)?.message ?? err}`);
+              resolveDone();
+            },
+          );
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+    });
+}

@@ -1,0 +1,64 @@
+/** `latchkey vault create|list|delete|set`. */
+import type { Command } from 'commander';
+import { clientFor, listArg, out, printJson, printTable, usage } from './output.js';
+
+export function vaultCommand(program: Command, _setCode: (c: number) => void): void {
+  const vault = program.command('vault').description('vaults: the unit of isolation');
+
+  vault
+    .command('create')
+    .description('create a vault')
+    .argument('<name>', 'vault name (lower case letters, digits, - and _)')
+    .option('--fallback <vaults>', 'ordered fallback chain, comma separated (e.g. builder,platform)', listArg)
+    .option('--description <text>', 'what the vault is for')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, opts: { fallback?: string[]; description?: string; json?: boolean }, cmd: Command) => {
+      const v = await clientFor(cmd).createVault({
+        name,
+        ...(opts.description !== undefined ? { description: opts.description } : {}),
+        ...(opts.fallback ? { fallback: opts.fallback } : {}),
+      });
+      if (opts.json) return printJson(v);
+      out(`created vault ${v.name}${v.fallback?.length ? ` (fallback: ${v.fallback.join(' → ')})` : ''}`);
+    });
+
+  vault
+    .command('list')
+    .alias('ls')
+    .description('list vaults')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { items } = await clientFor(cmd).listVaults();
+      if (opts.json) return printJson(items);
+      printTable(['NAME', 'SECRETS', 'FALLBACK', 'DESCRIPTION'], items.map((v) => [v.name, v.secrets ?? '', (v.fallback ?? []).join(','), v.description ?? '']));
+    });
+
+  vault
+    .command('delete')
+    .alias('rm')
+    .description('delete a vault and every secret in it (permanent)')
+    .argument('<name>', 'vault name')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+      const r = await clientFor(cmd).deleteVault(name);
+      if (opts.json) return printJson(r);
+      out(`deleted vault ${name} (${r.secrets} secret${r.secrets === 1 ? '' : 's'})`);
+    });
+
+  vault
+    .command('set')
+    .description("change a vault's fallback chain or description")
+    .argument('<name>', 'vault name')
+    .option('--fallback <vaults>', "ordered fallback chain, comma separated ('' clears it)", listArg)
+    .option('--description <text>', 'what the vault is for')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, opts: { fallback?: string[]; description?: string; json?: boolean }, cmd: Command) => {
+      const body: { fallback?: string[]; description?: string } = {};
+      if (opts.fallback) body.fallback = opts.fallback;
+      if (opts.description !== undefined) body.description = opts.description;
+      if (!Object.keys(body).length) throw usage('give --fallback and/or --description');
+      const v = await clientFor(cmd).updateVault(name, body);
+      if (opts.json) return printJson(v);
+      out(`vault ${v.name}: fallback ${v.fallback?.length ? v.fallback.join(' → ') : '(none)'}`);
+    });
+}

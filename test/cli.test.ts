@@ -1,0 +1,430 @@
+/**
+ * The real CLI as a child process (`node bin/latchkey.js …`) against a real server started by
+ * `latchkey server`, on a temp LATCHKEY_HOME and a free port. Needs the build (`npm test` builds).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const BIN = join(ROOT, 'bin', 'latchkey.js');
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** The environment without anything from the developer's own Latchkey setup. */
+function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('LATCHKEY_')) delete env[k];
+  for (const [k, v] of Object.entries(extra)) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
+function run(args: string[], opts: { env: NodeJS.ProcessEnv; input?: string; cwd?: string; cmd?: string[] }): Promise<Result> {
+  return new Promise((res, rej) => {
+    const [exe, ...pre] = opts.cmd ?? [process.execPath, BIN];
+    const child = spawn(exe!, [...pre, ...args], { env: opts.env, cwd: opts.cwd ?? ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.on('error', rej);
+    child.on('close', (code) => res({ code, stdout, stderr }));
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+async function waitForHealth(addr: string, server: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (server.exitCode !== null) throw new Error(`server exited with ${server.exitCode}: ${log()}`);
+    try {
+      const r = await fetch(`${addr}/v1/health`);
+      if (r.ok) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server did not become healthy: ${log()}`);
+}
+
+describe('latchkey CLI (child process, real server)', () => {
+  let home: string;
+  let port: number;
+  let addr: string;
+  let token: string;
+  let server: ChildProcess | null = null;
+  let serverLog = '';
+  let baseEnv: NodeJS.ProcessEnv;
+  let env: NodeJS.ProcessEnv;
+
+  const cli = (args: string[], o: { input?: string; env?: Record<string, string | undefined> } = {}) =>
+    run(args, { env: o.env ? { ...env, ...o.env } : env, input: o.input });
+
+  async function startServer(): Promise<ChildProcess> {
+    serverLog = '';
+    const child = spawn(process.execPath, [BIN, 'server', '--port', String(port), '--proxy-port', '0', '--log-level', 'warn'], { env: baseEnv, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.setEncoding('utf8').on('data', (d) => (serverLog += d));
+    child.stderr!.setEncoding('utf8').on('data', (d) => (serverLog += d));
+    await waitForHealth(addr, child, () => serverLog);
+    return child;
+  }
+
+  async function stopServer(): Promise<number | null> {
+    const s = server;
+    server = null;
+    if (!s || s.exitCode !== null) return s?.exitCode ?? null;
+    const done = new Promise<number | null>((r) => s.on('exit', (code) => r(code)));
+    s.kill('SIGTERM');
+    const timer = setTimeout(() => s.kill('SIGKILL'), 10_000);
+    const code = await done;
+    clearTimeout(timer);
+    return code;
+  }
+
+  async function api(method: string, path: string, body?: unknown): Promise<Response> {
+    return fetch(`${addr}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
+  beforeAll(async () => {
+    if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
+    home = mkdtempSync(join(tmpdir(), 'latchkey-cli-'));
+    port = await freePort();
+    addr = `http://127.0.0.1:${port}`;
+    baseEnv = cleanEnv({ LATCHKEY_HOME: home });
+    env = baseEnv;
+  });
+
+  afterAll(async () => {
+    await stopServer();
+    if (home) rmSync(home, { recursive: true, force: true });
+  });
+
+  it('prints help (exit 0) and refuses an unknown command with one line (exit 2)', async () => {
+    const help = await cli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/secret/);
+    const bad = await cli(['frobnicate']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^latchkey: .*frobnicate/);
+    const badOpt = await cli(['secret', 'list', '--no-such-flag']);
+    expect(badOpt.code).toBe(2);
+    const missingArg = await cli(['secret', 'rollback', 'A']);
+    expect(missingArg.code).toBe(2);
+    expect((await cli(['help', 'secret'])).code).toBe(0);
+    expect((await cli(['secret', 'get', '--help'])).stdout).toMatch(/--version <n>/);
+    expect((await cli(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    expect((await cli(['vault'])).code).toBe(2);
+  });
+
+  it('init: a short password is a usage error', async () => {
+    const r = await cli(['init', '--email', 'a@b.c', '--password-stdin'], { input: 'short\n' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^latchkey: password/);
+    expect(existsSync(join(home, 'config.json'))).toBe(false);
+  });
+
+  it('init --json prints the owner token once, saves it 0600; a second init exits 1', async () => {
+    const r = await cli(['init', '--email', 'a@b.c', '--password-stdin', '--json'], { input: 'correct horse battery staple\n' });
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.token).toMatch(/^lk_pat_/);
+    expect(j.home).toBe(home);
+    expect(j.email).toBe('a@b.c');
+    expect(j.key_file).toBe(join(home, 'master.key'));
+    token = j.token;
+    const cfgPath = join(home, 'config.json');
+    expect(statSync(cfgPath).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(cfgPath, 'utf8')).token).toBe(token);
+
+    const again = await cli(['init', '--json']);
+    expect(again.code).toBe(1);
+    expect(again.stderr.trim()).toBe(`latchkey: already initialised at ${home}`);
+  });
+
+  it('server starts in the background and answers /v1/health', async () => {
+    server = await startServer();
+    expect(serverLog).toContain(`Latchkey listening on ${addr}`);
+    env = { ...baseEnv, LATCHKEY_TOKEN: token, LATCHKEY_ADDR: addr };
+  });
+
+  it('status and whoami', async () => {
+    const s = await cli(['status', '--json']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(JSON.parse(s.stdout)).toMatchObject({ backend: 'sqlite', vaults: 1 });
+    const human = await cli(['status']);
+    expect(human.stdout).toMatch(/storage:\s+sqlite/);
+    const w = await cli(['whoami', '--json']);
+    expect(JSON.parse(w.stdout)).toMatchObject({ kind: 'user', email: 'a@b.c', role: 'owner' });
+    // the saved token (config.json) is used when LATCHKEY_TOKEN is not set; --addr after the verb works
+    const saved = await run(['whoami', '--addr', addr], { env: baseEnv });
+    expect(saved.code, saved.stderr).toBe(0);
+    expect(saved.stdout.trim()).toBe('user a@b.c (owner)');
+  });
+
+  it('vault create / list --json / set / delete', async () => {
+    const c = await cli(['vault', 'create', 'team', '--description', 'the team']);
+    expect(c.code, c.stderr).toBe(0);
+    const c2 = await cli(['vault', 'create', 'child', '--fallback', 'team', '--json']);
+    expect(JSON.parse(c2.stdout)).toMatchObject({ name: 'child', fallback: ['team'] });
+    const l = await cli(['vault', 'list', '--json']);
+    expect(l.code).toBe(0);
+    const names = (JSON.parse(l.stdout) as { name: string }[]).map((v) => v.name);
+    expect(names).toEqual(expect.arrayContaining(['default', 'team', 'child']));
+    const s = await cli(['vault', 'set', 'child', '--fallback', '', '--json']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(JSON.parse(s.stdout).fallback).toEqual([]);
+    const d = await cli(['vault', 'delete', 'child']);
+    expect(d.code, d.stderr).toBe(0);
+    const dup = await cli(['vault', 'create', 'team']);
+    expect(dup.code).toBe(1);
+  });
+
+  it('secret set KEY=VALUE…, KEY=- from stdin, get, get --version', async () => {
+    const s = await cli(['secret', 'set', 'A=1', 'B=2']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stdout).toBe('A: created, version 1\nB: created, version 1\n');
+    const stdin = await cli(['secret', 'set', 'C=-', '--category', 'api_key'], { input: 'value from stdin\n' });
+    expect(stdin.code, stdin.stderr).toBe(0);
+    expect(stdin.stdout).not.toContain('value from stdin');
+    const g = await cli(['secret', 'get', 'C']);
+    expect(g.stdout).toBe('value from stdin\n');
+    const two = await cli(['secret', 'set', 'X=-', 'Y=-'], { input: 'v' });
+    expect(two.code).toBe(2);
+
+    const up = await cli(['credential', 'set', 'A=3']);
+    expect(up.stdout).toBe('A: version 2\n');
+    expect((await cli(['creds', 'get', 'A'])).stdout).toBe('3\n');
+    expect((await cli(['secret', 'get', 'A', '--version', '1'])).stdout).toBe('1\n');
+    const j = await cli(['secret', 'get', 'A', '--json']);
+    expect(JSON.parse(j.stdout)).toMatchObject({ name: 'A', vault: 'default', version: 2, value: '3' });
+
+    const cas = await cli(['secret', 'set', 'A=4', '--cas', '1']);
+    expect(cas.code).toBe(1);
+    expect(cas.stderr).toMatch(/^latchkey: /);
+    const noEq = await cli(['secret', 'set', 'sk-looks-like-a-value']);
+    expect(noEq.code).toBe(2);
+    expect(noEq.stderr).not.toContain('sk-looks-like-a-value');
+  });
+
+  it('secret list --json, --reveal, filters', async () => {
+    const l = await cli(['secret', 'list', '--json']);
+    expect(l.code, l.stderr).toBe(0);
+    const items = JSON.parse(l.stdout) as { name: string; version: number; category: string; value?: string }[];
+    expect(items.map((i) => i.name).sort()).toEqual(['A', 'B', 'C']);
+    expect(items.find((i) => i.name === 'A')!.version).toBe(2);
+    expect(items.every((i) => i.value === undefined)).toBe(true);
+    const r = await cli(['secret', 'list', '--reveal', '--json']);
+    expect((JSON.parse(r.stdout) as { name: string; value: string }[]).find((i) => i.name === 'B')!.value).toBe('2');
+    const cat = await cli(['secret', 'list', '--category', 'api_key', '--json']);
+    expect((JSON.parse(cat.stdout) as { name: string }[]).map((i) => i.name)).toEqual(['C']);
+    const human = await cli(['secret', 'list']);
+    expect(human.stdout.split('\n')[0]).toMatch(/^NAME\s+CATEGORY\s+VERSION\s+UPDATED$/);
+    expect(human.stdout).not.toContain('value from stdin');
+    const lim = await cli(['secret', 'list', '--limit', '2', '--json']);
+    expect(JSON.parse(lim.stdout)).toHaveLength(2);
+  });
+
+  it('history, rollback, rotate', async () => {
+    const h = await cli(['secret', 'history', 'A', '--json']);
+    expect(h.code, h.stderr).toBe(0);
+    expect(JSON.parse(h.stdout).versions).toHaveLength(2);
+    const hh = await cli(['secret', 'history', 'A']);
+    expect(hh.stdout).toMatch(/VERSION\s+CURRENT/);
+
+    const rb = await cli(['secret', 'rollback', 'A', '--to', '1']);
+    expect(rb.code, rb.stderr).toBe(0);
+    expect(rb.stdout).toMatch(/A: version 3/);
+    expect((await cli(['secret', 'get', 'A'])).stdout).toBe('1\n');
+
+    const rot = await cli(['secret', 'rotate', 'A', '--json']);
+    expect(rot.code, rot.stderr).toBe(0);
+    expect(JSON.parse(rot.stdout).last_rotated_at).toBeTruthy();
+    expect((await cli(['secret', 'get', 'A'])).stdout).toBe('1\n');
+    expect((await cli(['secret', 'rotate'])).code).toBe(2);
+    expect((await cli(['secret', 'rotate', 'A', '--all'])).code).toBe(2);
+  });
+
+  it('rotate --all over 1,200 secrets shows progress per batch and correct counts', async () => {
+    expect((await api('POST', '/v1/vaults', { name: 'bulk' })).status).toBe(201);
+    const names = Array.from({ length: 1200 }, (_, i) => `BULK_${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < names.length; i += 50) {
+      const rs = await Promise.all(names.slice(i, i + 50).map((n) => api('PUT', `/v1/vaults/bulk/secrets/${n}`, { value: `v-${n}` })));
+      for (const r of rs) expect(r.status).toBe(201);
+    }
+    const r = await cli(['secret', 'rotate', '--all', '--vault', 'bulk']);
+    expect(r.code, r.stderr).toBe(0);
+    // stderr is not a TTY here: one line per batch
+    expect(r.stderr).toContain('rotated 500/1200');
+    expect(r.stderr).toContain('rotated 1000/1200');
+    expect(r.stderr).toContain('rotated 1200/1200');
+    expect(r.stdout.trim()).toBe('rotated 1200 of 1200, failed 0');
+
+    const j = await run(['secret', 'rotate', '--all', '--json'], { env: { ...env, LATCHKEY_VAULT: 'bulk' } });
+    expect(j.code, j.stderr).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({ vault: 'bulk', rotated: 1200, failed: 0, total: 1200 });
+    expect((await cli(['secret', 'get', 'BULK_0999', '--vault', 'bulk'])).stdout).toBe('v-BULK_0999\n');
+    const all = await cli(['secret', 'list', '--vault', 'bulk', '--json']);
+    expect(JSON.parse(all.stdout)).toHaveLength(1200);
+  }, 180_000);
+
+  it('delete; a deleted secret is not found (exit 3)', async () => {
+    const d = await cli(['secret', 'delete', 'B']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toMatch(/deleted B/);
+    const g = await cli(['secret', 'get', 'B']);
+    expect(g.code).toBe(3);
+    expect(g.stderr.trim().split('\n')).toHaveLength(1);
+    expect((await cli(['secret', 'get', 'A', '--vault', 'nope'])).code).toBe(3);
+  });
+
+  it('a bad token is denied (exit 4); a bad name is a usage error naming the field (exit 2)', async () => {
+    const bad = await cli(['secret', 'list'], { env: { LATCHKEY_TOKEN: 'lk_pat_not-a-real-token' } });
+    expect(bad.code).toBe(4);
+    expect(bad.stderr).toMatch(/^latchkey: /);
+    expect(bad.stderr).not.toContain('lk_pat_not-a-real-token');
+    const name = await cli(['secret', 'set', 'bad name=1']);
+    expect(name.code).toBe(2);
+    expect(name.stderr).toMatch(/^latchkey: name: /);
+    expect(name.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('cannot reach a server: exit 1 naming the address', async () => {
+    const other = await freePort();
+    const r = await cli(['secret', 'list', '--addr', `http://127.0.0.1:${other}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`http://127.0.0.1:${other}`);
+    expect(r.stderr).not.toContain(token);
+  });
+
+  it('presets: a bad OpenAI key exits 2 naming fields.access_token; a good one is created', async () => {
+    const bad = await cli(['secret', 'set', '--preset', 'openai', 'access_token=not-a-key']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('fields.access_token');
+    expect(bad.stderr).not.toContain('not-a-key');
+    const good = await cli(['secret', 'set', '--preset', 'openai', 'access_token=-'], { input: 'sk-abcdefghijklmnopqrstuvwxyz\n' });
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout).toBe('skill:openai:access_token: created, version 1\n');
+    expect((await cli(['secret', 'get', 'skill:openai:access_token'])).stdout).toBe('sk-abcdefghijklmnopqrstuvwxyz\n');
+    const again = await cli(['secret', 'set', '--preset', 'openai', 'access_token=sk-zyxwvutsrqponmlkjihgfedcba']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toBe('skill:openai:access_token: version 2\n');
+    const badAgain = await cli(['secret', 'set', '--preset', 'openai', 'access_token=nope']);
+    expect(badAgain.code).toBe(2);
+    expect(badAgain.stderr).toContain('fields.access_token');
+  });
+
+  it('audit: --json has secret.create rows, filters, relative --since', async () => {
+    const a = await cli(['audit', '--json']);
+    expect(a.code, a.stderr).toBe(0);
+    const rows = JSON.parse(a.stdout) as { seq: number; action: string; target: string }[];
+    expect(rows.length).toBe(50);
+    for (let i = 1; i < rows.length; i++) expect(rows[i - 1]!.seq).toBeGreaterThan(rows[i]!.seq);
+    const creates = await cli(['audit', '--action', 'secret.create', '--vault', 'default', '--since', '1h', '--limit', '1000', '--json']);
+    const cr = JSON.parse(creates.stdout) as { action: string; target: string }[];
+    expect(cr.length).toBeGreaterThanOrEqual(3);
+    expect(cr.every((e) => e.action === 'secret.create')).toBe(true);
+    expect(cr.map((e) => e.target)).toEqual(expect.arrayContaining(['A', 'B', 'C']));
+    const prefix = await cli(['audit', '--action', 'secret.', '--secret', 'A', '--limit', '200', '--json']);
+    const pr = JSON.parse(prefix.stdout) as { action: string; target: string }[];
+    expect(new Set(pr.map((e) => e.action))).toEqual(new Set(['secret.create', 'secret.update', 'secret.read', 'secret.rollback', 'secret.rotate']));
+    // following cursors: more than one page
+    const events = JSON.parse((await cli(['status', '--json'])).stdout).audit.events as number;
+    expect(events).toBeGreaterThan(1000);
+    const many = await cli(['audit', '--limit', '5000', '--json']);
+    const manyRows = JSON.parse(many.stdout) as { seq: number }[];
+    expect(manyRows.length).toBe(events);
+    expect(new Set(manyRows.map((e) => e.seq)).size).toBe(events);
+    const capped = await cli(['audit', '--limit', '1001', '--json']);
+    expect(JSON.parse(capped.stdout)).toHaveLength(1001);
+    const future = await cli(['audit', '--until', '2000-01-01T00:00:00Z', '--json']);
+    expect(JSON.parse(future.stdout)).toEqual([]);
+    const human = await cli(['audit', '--limit', '3']);
+    expect(human.stdout.split('\n')[0]).toMatch(/^SEQ\s+TIME\s+ACTOR\s+ACTION\s+VAULT\s+TARGET\s+OUTCOME$/);
+    expect((await cli(['audit', '--since', 'yesterday'])).code).toBe(2);
+  });
+
+  it('audit verify; checkpoint -o FILE (0600) then verify --checkpoint FILE; a forged checkpoint fails', async () => {
+    const v = await cli(['audit', 'verify']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/audit chain OK/);
+    const file = join(home, 'audit.checkpoint');
+    const c = await cli(['audit', 'checkpoint', '-o', file]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const cp = JSON.parse(readFileSync(file, 'utf8'));
+    expect(cp).toMatchObject({ seq: expect.any(Number), hash: expect.any(String), ts: expect.any(String), mac: expect.any(String) });
+    const vc = await cli(['audit', 'verify', '--checkpoint', file, '--json']);
+    expect(vc.code, vc.stderr).toBe(0);
+    expect(JSON.parse(vc.stdout)).toMatchObject({ ok: true, checkpoint: { seq: cp.seq, ok: true } });
+    const forged = join(home, 'forged.checkpoint');
+    writeFileSync(forged, JSON.stringify({ ...cp, mac: '0'.repeat(64) }));
+    const vf = await cli(['audit', 'verify', '--checkpoint', forged]);
+    expect(vf.code).toBe(1);
+    expect(vf.stdout).toMatch(/checkpoint at seq \d+: FAILED/);
+    const stdout = await cli(['audit', 'checkpoint']);
+    expect(JSON.parse(stdout.stdout).seq).toBeGreaterThanOrEqual(cp.seq);
+  });
+
+  it('key status / rotate / rewrap', async () => {
+    const s = await cli(['key', 'status', '--json']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(JSON.parse(s.stdout)).toMatchObject({ kek_version: 1, master_key_source: 'file' });
+    const r = await cli(['key', 'rotate', '--json']);
+    expect(JSON.parse(r.stdout)).toEqual({ kek_version: 2 });
+    const s2 = JSON.parse((await cli(['key', 'status', '--json'])).stdout);
+    expect(Number(s2.needs_rewrap)).toBeGreaterThan(1000);
+    const w = await cli(['key', 'rewrap']);
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.stderr).toMatch(/rewrapped 500\//);
+    expect(w.stdout).toMatch(/onto KEK version 2; 0 remaining/);
+    const s3 = JSON.parse((await cli(['key', 'status', '--json'])).stdout);
+    expect(Number(s3.needs_rewrap)).toBe(0);
+    expect((await cli(['secret', 'get', 'A'])).stdout).toBe('1\n');
+  }, 60_000);
+
+  it('server stops on SIGTERM with exit 0; key rekey offline; the data opens again with the new key', async () => {
+    expect(await stopServer()).toBe(0);
+    const before = readFileSync(join(home, 'master.key'), 'utf8');
+    const rk = await cli(['key', 'rekey', '--json']);
+    expect(rk.code, rk.stderr).toBe(0);
+    const j = JSON.parse(rk.stdout);
+    expect(j.new_key_file).toBe(join(home, 'master.key'));
+    expect(j.new_key).toBeNull();
+    expect(readFileSync(join(home, 'master.key'), 'utf8')).not.toBe(before);
+    server = await startServer();
+    expect((await cli(['secret', 'get', 'A'])).stdout).toBe('1\n');
+    expect((await cli(['audit', 'verify'])).code).toBe(0);
+  }, 60_000);
+
+  it('npx latchkey --help works from the repository root', async () => {
+    const r = await run(['latchkey', '--help'], { env: baseEnv, cmd: [process.platform === 'win32' ? 'npx.cmd' : 'npx'] });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Usage: latchkey/);
+  }, 60_000);
+});
