@@ -16,6 +16,8 @@ import { Keys } from './keys.js';
 import { Auth } from './auth.js';
 import { Access } from './access.js';
 import { Grants } from './grants.js';
+import { Services } from './services.js';
+import { Proposals } from './proposals.js';
 
 export interface CoreInfo {
   home: string;
@@ -41,6 +43,8 @@ export class Core {
   readonly auth: Auth;
   readonly access: Access;
   readonly grants: Grants;
+  readonly services: Services;
+  readonly proposals: Proposals;
 
   constructor(readonly store: Store, readonly keyring: Keyring, readonly info: CoreInfo) {
     this.audit = new AuditLog(keyring);
@@ -50,6 +54,8 @@ export class Core {
     this.auth = new Auth(this);
     this.access = new Access(this);
     this.grants = new Grants(this);
+    this.services = new Services(this);
+    this.proposals = new Proposals(this);
   }
 
   /**

@@ -6,6 +6,7 @@
 import { newId } from '../crypto/tokens.js';
 import type { SecretRow, SecretWithCurrent, Store, VaultRow, VersionRow } from '../store/store.js';
 import { UniqueViolation } from '../store/store.js';
+import type { AuditInput } from './audit.js';
 import type { Core } from './core.js';
 import { conflict, invalid, LatchkeyError, notFound } from './errors.js';
 import { CATEGORIES, checkCategory, checkSecretName, checkValue, LIMITS, type Category } from './names.js';
@@ -217,6 +218,44 @@ export class Secrets {
       if (err instanceof UniqueViolation) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
       throw err;
     }
+  }
+
+  /**
+   * Inside a caller's transaction `s` (proposal approval): creates the secret or adds a version,
+   * sealed exactly as put() does, and pushes `secret.create` / `secret.update`. The caller has
+   * authorized and validated; a concurrent change raises 409 and rolls the whole transaction back.
+   */
+  async putIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, value: string, ev: AuditInput[], opts: { description?: string | null; details?: Record<string, unknown> } = {}): Promise<{ created: boolean; version: number }> {
+    const details = opts.details ?? {};
+    checkSecretName(name, 'name');
+    checkValue(value);
+    const now = new Date().toISOString();
+    const by = actorOf(ctx.principal);
+    const cur = await s.getSecret(vault.id, name);
+    if (!cur) {
+      const row: SecretRow = {
+        id: newId(), vault_id: vault.id, name, category: 'custom', preset: null, description: opts.description ? checkDescription(opts.description) : null, tags: '[]',
+        current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
+      };
+      await s.insertSecret(row);
+      await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
+      ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category, ...details } });
+      return { created: true, version: 1 };
+    }
+    const next = cur.current_version + 1;
+    await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
+    if (!(await s.advanceSecret(cur.id, cur.current_version, next, { updated_at: now }))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+    ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next, ...details } });
+    return { created: false, version: next };
+  }
+
+  /** Inside a caller's transaction: deletes the secret (all versions) if it exists, pushing `secret.delete`. */
+  async deleteIn(s: Store, vault: VaultRow, name: string, ev: AuditInput[], details: Record<string, unknown> = {}): Promise<boolean> {
+    const cur = await s.getSecret(vault.id, name);
+    if (!cur) return false;
+    const { versions } = await s.deleteSecret(cur.id);
+    ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions, ...details } });
+    return true;
   }
 
   async get(ctx: OpContext, vaultName: string, name: string): Promise<SecretMeta & { versions: VersionMeta[] }> {

@@ -57,6 +57,11 @@ export function valueAad(vaultId: string, secretId: string, version: number): Bu
   return aad('latchkey', 'value', vaultId, secretId, version);
 }
 
+/** The KEK version a sealBlob() result was sealed under (to load newer keys before opening). */
+export function blobKekVersion(sealed: Uint8Array): number {
+  return sealed.length >= 4 ? Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length).readUInt32BE(0) : 0;
+}
+
 export interface SealedValue {
   kek_version: number;
   wrapped_dek: Buffer;
@@ -125,6 +130,39 @@ export class Keyring {
     const dek = open(this.kek(sealed.kek_version), sealed.wrapped_dek, dekAad(vaultId, secretId, version, sealed.kek_version));
     try {
       return open(dek, sealed.ciphertext, valueAad(vaultId, secretId, version));
+    } finally {
+      dek.fill(0);
+    }
+  }
+
+  /**
+   * Seals a value that belongs to no secret row (a proposal's agent-supplied values): a fresh DEK
+   * wrapped by the current KEK, both bound by AAD to (purpose, scope, id), so the blob opens only
+   * for the row it was sealed for. Layout: u32 kek_version | u16 wrapped-DEK length | wrapped DEK | ciphertext.
+   */
+  sealBlob(purpose: string, scope: string, id: string, plaintext: Uint8Array): Buffer {
+    const dek = randomBytes(KEY_BYTES);
+    try {
+      const v = this.current;
+      const wrapped = seal(this.kek(v), dek, aad('latchkey', 'blob-dek', purpose, scope, id, v));
+      const head = Buffer.alloc(6);
+      head.writeUInt32BE(v, 0);
+      head.writeUInt16BE(wrapped.length, 4);
+      return Buffer.concat([head, wrapped, seal(dek, plaintext, aad('latchkey', 'blob', purpose, scope, id))]);
+    } finally {
+      dek.fill(0);
+    }
+  }
+
+  openBlob(purpose: string, scope: string, id: string, sealed: Uint8Array): Buffer {
+    const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
+    if (buf.length < 6) throw new CryptoError('sealed data is malformed');
+    const v = buf.readUInt32BE(0);
+    const n = buf.readUInt16BE(4);
+    if (buf.length < 6 + n) throw new CryptoError('sealed data is malformed');
+    const dek = open(this.kek(v), buf.subarray(6, 6 + n), aad('latchkey', 'blob-dek', purpose, scope, id, v));
+    try {
+      return open(dek, buf.subarray(6 + n), aad('latchkey', 'blob', purpose, scope, id));
     } finally {
       dek.fill(0);
     }

@@ -13,6 +13,8 @@ import { secretRoutes } from './routes/secrets.js';
 import { systemRoutes } from './routes/system.js';
 import { vaultRoutes } from './routes/vaults.js';
 import { accessRoutes, SESSION_COOKIE } from './routes/access.js';
+import { serviceRoutes } from './routes/services.js';
+import { proposalRoutes } from './routes/proposals.js';
 
 export interface AppOptions {
   logLevel?: string;
@@ -126,6 +128,8 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   await app.register(auditRoutes(core));
   await app.register(keyRoutes(core));
   await app.register(accessRoutes(core, { secureCookies: !!opts.https }));
+  await app.register(serviceRoutes(core));
+  await app.register(proposalRoutes(core));
   return app;
 }
 

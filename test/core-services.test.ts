@@ -1,0 +1,310 @@
+/**
+ * The service config library (host matchers, matching, auth rules; pure) and core.services
+ * (CRUD, validation against the vault's credentials, audit) on SQLite and PostgreSQL.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openCore } from '../src/core/bootstrap.js';
+import type { Core } from '../src/core/core.js';
+import { LatchkeyError } from '../src/core/errors.js';
+import {
+  applyAuth, credentialKeys, hostMatches, injectedHeaderNames, matchService, normalizePath, parseAuthRule, parseHostMatcher, parseServiceSpec,
+  type ServiceConfig,
+} from '../src/core/matching.js';
+import type { OpContext } from '../src/core/principal.js';
+import { describeBackends } from './helpers/backends.js';
+
+const MASTER = 'c3'.repeat(32);
+
+async function fails(p: Promise<unknown> | (() => unknown)): Promise<LatchkeyError> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    if (e instanceof LatchkeyError) return e;
+    throw e;
+  }
+  throw new Error('expected a LatchkeyError');
+}
+
+const failsSync = (fn: () => unknown): LatchkeyError => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof LatchkeyError) return e;
+    throw e;
+  }
+  throw new Error('expected a LatchkeyError');
+};
+
+// ---- pure: host matchers
+
+describe('host matchers', () => {
+  it('parses exact hosts, wildcards, ports and path prefixes (lower-cased)', () => {
+    expect(parseHostMatcher('API.Stripe.com')).toEqual({ host: 'api.stripe.com', wildcard: false, base: 'api.stripe.com', port: null, pathPrefix: null });
+    expect(parseHostMatcher('*.github.com')).toMatchObject({ host: '*.github.com', wildcard: true, base: 'github.com' });
+    expect(parseHostMatcher('api.example.com:8443/v1/')).toMatchObject({ host: 'api.example.com', port: 8443, pathPrefix: '/v1' });
+    expect(parseHostMatcher('api.example.com/')).toMatchObject({ pathPrefix: null });
+    expect(parseHostMatcher('127.0.0.1:9000')).toMatchObject({ host: '127.0.0.1', port: 9000 });
+    expect(parseHostMatcher('xn--bcher-kva.example')).toMatchObject({ host: 'xn--bcher-kva.example' });
+  });
+
+  it('refuses schemes, Unicode, underscores, bad wildcards, IP wildcards, bad ports and dot segments', () => {
+    for (const bad of [
+      '', 'https://api.stripe.com', 'bücher.example', 'api_x.example.com', '*.com', 'a.*.example.com', '*', '**.example.com', '*.1.2.3',
+      '1.2.3', '300.1.1.1', 'api.example.com:0', 'api.example.com:70000', 'api.example.com:x', '[::1]', 'api.example.com/v1/../admin',
+      'api.example.com/a b', 'user@api.example.com', 'api.example.com?x=1', '-bad.example.com', 'api.example.com/%2e%2e/x', 'a..b.com',
+    ]) {
+      const e = failsSync(() => parseHostMatcher(bad));
+      expect(e.status, bad).toBe(400);
+      expect(e.field).toBe('host');
+    }
+  });
+
+  it('a wildcard covers exactly one label', () => {
+    const m = parseHostMatcher('*.github.com');
+    expect(hostMatches(m, 'api.github.com', 443)).toBe(true);
+    expect(hostMatches(m, 'API.GitHub.com.', 443)).toBe(true);
+    expect(hostMatches(m, 'github.com', 443)).toBe(false);
+    expect(hostMatches(m, 'a.b.github.com', 443)).toBe(false);
+    expect(hostMatches(m, 'evilgithub.com', 443)).toBe(false);
+    expect(hostMatches(m, 'api.github.com.evil.com', 443)).toBe(false);
+  });
+
+  it('a port restricts; no port means any port', () => {
+    expect(hostMatches(parseHostMatcher('api.example.com:8443'), 'api.example.com', 8443)).toBe(true);
+    expect(hostMatches(parseHostMatcher('api.example.com:8443'), 'api.example.com', 443)).toBe(false);
+    expect(hostMatches(parseHostMatcher('api.example.com'), 'api.example.com', 8443)).toBe(true);
+  });
+
+  it('normalizes paths and refuses ambiguous ones', () => {
+    expect(normalizePath('/v1/x?q=1#f')).toBe('/v1/x');
+    expect(normalizePath('')).toBe('/');
+    for (const p of ['/v1/../admin', '/v1/%2E%2E/admin', '/v1/./x', '/v1%2fadmin', '/a\\b', 'relative']) expect(normalizePath(p), p).toBeNull();
+  });
+});
+
+// ---- pure: matching
+
+const svc = (name: string, host: string, over: Partial<ServiceConfig> = {}): ServiceConfig => ({
+  name, host, auth: { type: 'bearer', key: 'K' }, methods: [], path_prefixes: [], quota_per_minute: null, enabled: true, description: null, ...over,
+});
+
+describe('matchService', () => {
+  const services = [
+    svc('gh-wild', '*.github.com'),
+    svc('gh-api', 'api.github.com'),
+    svc('ex', 'api.example.com'),
+    svc('ex-v1', 'api.example.com/v1'),
+    svc('ex-v1-users', 'api.example.com/v1/users'),
+    svc('ex-port', 'api.example.com:8443'),
+    svc('ro', 'ro.example.com', { methods: ['GET', 'HEAD'], path_prefixes: ['/public', '/docs'] }),
+    svc('off', 'off.example.com', { enabled: false }),
+  ];
+
+  it('exact host beats wildcard; wildcard catches the rest', () => {
+    expect(matchService(services, 'api.github.com', 443, '/', 'GET')?.service.name).toBe('gh-api');
+    expect(matchService(services, 'uploads.github.com', 443, '/', 'GET')?.service.name).toBe('gh-wild');
+    expect(matchService(services, 'github.com', 443, '/', 'GET')).toBeNull();
+    expect(matchService(services, 'x.y.github.com', 443, '/', 'GET')).toBeNull();
+  });
+
+  it('the longer matcher path prefix wins, on segment boundaries', () => {
+    expect(matchService(services, 'api.example.com', 443, '/v1/users/42', 'GET')?.service.name).toBe('ex-v1-users');
+    expect(matchService(services, 'api.example.com', 443, '/v1/orders', 'GET')?.service.name).toBe('ex-v1');
+    expect(matchService(services, 'api.example.com', 443, '/v1', 'GET')?.service.name).toBe('ex-v1');
+    expect(matchService(services, 'api.example.com', 443, '/v10', 'GET')?.service.name).toBe('ex');
+    expect(matchService(services, 'api.example.com', 443, '/v1/../admin', 'GET')?.service.name).toBe('ex');
+  });
+
+  it('an explicit port beats any port', () => {
+    expect(matchService(services, 'api.example.com', 8443, '/x', 'GET')?.service.name).toBe('ex-port');
+    expect(matchService(services, 'api.example.com', 443, '/x', 'GET')?.service.name).toBe('ex');
+  });
+
+  it('reports whether the method and path are allowed', () => {
+    expect(matchService(services, 'ro.example.com', 443, '/public/a', 'get')).toMatchObject({ allowed: true, reason: null });
+    expect(matchService(services, 'ro.example.com', 443, '/public/a', 'POST')).toMatchObject({ allowed: false, methodAllowed: false, reason: 'method_not_allowed' });
+    expect(matchService(services, 'ro.example.com', 443, '/private', 'GET')).toMatchObject({ allowed: false, pathAllowed: false, reason: 'path_not_allowed' });
+    expect(matchService(services, 'ro.example.com', 443, '/publicity', 'GET')).toMatchObject({ allowed: false, reason: 'path_not_allowed' });
+    expect(matchService(services, 'ro.example.com', 443, '/public/../private', 'GET')).toMatchObject({ allowed: false, reason: 'path_not_allowed' });
+    expect(matchService(services, 'api.example.com', 443, '/anything', 'DELETE')).toMatchObject({ allowed: true });
+  });
+
+  it('a disabled service matches nothing', () => {
+    expect(matchService(services, 'off.example.com', 443, '/', 'GET')).toBeNull();
+  });
+});
+
+// ---- pure: auth rules
+
+describe('auth rules', () => {
+  const values = { TOKEN: 'tok_123', USER: 'alice', PASS: 's3cret', ORG: 'org_9' };
+
+  it('bearer, basic (with and without password), header, query and template', () => {
+    expect(applyAuth(parseAuthRule({ type: 'bearer', key: 'TOKEN' }), values)).toEqual({ headers: { Authorization: 'Bearer tok_123' }, query: {} });
+    expect(applyAuth(parseAuthRule({ type: 'basic', username_key: 'USER', password_key: 'PASS' }), values).headers.Authorization)
+      .toBe(`Basic ${Buffer.from('alice:s3cret').toString('base64')}`);
+    expect(applyAuth(parseAuthRule({ type: 'basic', username_key: 'TOKEN' }), values).headers.Authorization).toBe(`Basic ${Buffer.from('tok_123:').toString('base64')}`);
+    expect(applyAuth(parseAuthRule({ type: 'header', name: 'X-Api-Key', key: 'TOKEN', prefix: 'Key ' }), values)).toEqual({ headers: { 'X-Api-Key': 'Key tok_123' }, query: {} });
+    expect(applyAuth(parseAuthRule({ type: 'query', param: 'api_key', key: 'TOKEN' }), values)).toEqual({ headers: {}, query: { api_key: 'tok_123' } });
+    const t = parseAuthRule({ type: 'template', headers: { Authorization: 'Token {{ TOKEN }}', 'X-Org': '{{ORG}}/{{ USER }}' } });
+    expect(applyAuth(t, values)).toEqual({ headers: { Authorization: 'Token tok_123', 'X-Org': 'org_9/alice' }, query: {} });
+    expect(credentialKeys(t)).toEqual(['TOKEN', 'ORG', 'USER']);
+    expect(injectedHeaderNames(t)).toEqual(['authorization', 'x-org']);
+    expect(credentialKeys(parseAuthRule({ type: 'basic', username_key: 'USER', password_key: 'USER' }))).toEqual(['USER']);
+  });
+
+  it('missing values and header-splitting values are refused without echoing the value', () => {
+    const e = failsSync(() => applyAuth(parseAuthRule({ type: 'bearer', key: 'NOPE' }), values));
+    expect(e).toMatchObject({ status: 502, code: 'credential_not_found' });
+    const e2 = failsSync(() => applyAuth(parseAuthRule({ type: 'bearer', key: 'TOKEN' }), { TOKEN: 'abc\r\nX-Evil: 1' }));
+    expect(e2.code).toBe('credential_invalid');
+    expect(e2.message).not.toContain('X-Evil');
+  });
+
+  it('validates names, header tokens and placeholders, naming the field', () => {
+    const cases: Array<[unknown, string]> = [
+      [{ type: 'bearer', key: 'lower' }, 'auth.key'],
+      [{ type: 'bearer' }, 'auth.key'],
+      [{ type: 'oauth', key: 'K' }, 'auth.type'],
+      [{ type: 'basic', password_key: 'P' }, 'auth.username_key'],
+      [{ type: 'header', name: 'Bad Header', key: 'K' }, 'auth.name'],
+      [{ type: 'header', name: 'Host', key: 'K' }, 'auth.name'],
+      [{ type: 'header', name: 'content-length', key: 'K' }, 'auth.name'],
+      [{ type: 'header', name: 'Connection', key: 'K' }, 'auth.name'],
+      [{ type: 'header', name: 'X-Latchkey-Token', key: 'K' }, 'auth.name'],
+      [{ type: 'header', name: 'X-Key', key: 'K', prefix: 'a\r\nb' }, 'auth.prefix'],
+      [{ type: 'query', param: 'a b', key: 'K' }, 'auth.param'],
+      [{ type: 'template', headers: {} }, 'auth.headers'],
+      [{ type: 'template', headers: { 'X-Static': 'no placeholder' } }, 'auth.headers'],
+      [{ type: 'template', headers: { 'X-A': '{{ bad name }}' } }, 'auth.headers.X-A'],
+      [{ type: 'template', headers: { 'X-A': '{{ K }' } }, 'auth.headers.X-A'],
+      [{ type: 'template', headers: { 'Transfer-Encoding': '{{ K }}' } }, 'auth.headers.Transfer-Encoding'],
+      [{ type: 'bearer', key: 'K', extra: 1 }, 'auth.extra'],
+    ];
+    for (const [rule, field] of cases) expect(failsSync(() => parseAuthRule(rule)).field, JSON.stringify(rule)).toBe(field);
+  });
+
+  it('service specs: defaults, normalization and field names', () => {
+    expect(parseServiceSpec({ name: 'stripe', host: 'API.stripe.com/', auth: { type: 'bearer', key: 'K' }, methods: ['get', 'GET', 'post'] })).toEqual({
+      name: 'stripe', host: 'api.stripe.com', auth: { type: 'bearer', key: 'K' }, methods: ['GET', 'POST'], path_prefixes: [], quota_per_minute: null, enabled: true, description: null,
+    });
+    expect(failsSync(() => parseServiceSpec({ name: 'Stripe', host: 'a.com', auth: { type: 'bearer', key: 'K' } })).field).toBe('name');
+    expect(failsSync(() => parseServiceSpec({ name: 's', host: 'a.com', auth: { type: 'bearer', key: 'K' }, quota_per_minute: 0 })).field).toBe('quota_per_minute');
+    expect(failsSync(() => parseServiceSpec({ name: 's', host: 'a.com', auth: { type: 'bearer', key: 'K' }, path_prefixes: ['x'] })).field).toBe('path_prefixes[0]');
+    expect(failsSync(() => parseServiceSpec({ name: 's', host: 'a.com', auth: { type: 'bearer', key: 'k' } }, { prefix: 'services[3]' })).field).toBe('services[3].auth.key');
+    expect(failsSync(() => parseServiceSpec({ name: 'a', host: 'a.com', auth: { type: 'bearer', key: 'K' } }, { name: 'b' })).field).toBe('name');
+  });
+});
+
+// ---- core.services on both backends
+
+describeBackends('core.services', (ctx) => {
+  let core: Core;
+  let owner: OpContext;
+  let agent: OpContext;
+  let member: OpContext;
+
+  const asCtx = async (token: string): Promise<OpContext> => ({ principal: await core.auth.authenticate(token), ip: '127.0.0.1', requestId: null });
+
+  beforeAll(async () => {
+    const opened = await openCore({ home: ctx.home, databaseUrl: ctx.databaseUrl, allowInit: true, env: { LATCHKEY_MASTER_KEY: MASTER } });
+    core = opened.core;
+    owner = await asCtx(opened.initialized!.ownerToken);
+    agent = await asCtx((await core.access.createAgent(owner, { name: 'svc-bot', vaults: ['default'] })).token);
+    const m = await core.access.createUser(owner, { email: 'member@example.test', role: 'member' });
+    await core.access.addMember(owner, 'default', { email: 'member@example.test', role: 'member' });
+    member = await asCtx(m.token);
+    await core.secrets.put(owner, 'default', 'STRIPE_KEY', { value: 'sk_test_abc' });
+    await core.secrets.put(owner, 'default', 'GH_TOKEN', { value: 'ghp_x' });
+  });
+
+  afterAll(async () => {
+    await core?.close();
+  });
+
+  it('creates, lists, gets, replaces (PUT semantics) and deletes, audited', async () => {
+    const created = await core.services.create(owner, 'default', {
+      name: 'stripe', host: 'api.stripe.com', auth: { type: 'bearer', key: 'STRIPE_KEY' }, methods: ['GET', 'POST'], quota_per_minute: 600, description: 'Stripe',
+    });
+    expect(created).toMatchObject({ name: 'stripe', host: 'api.stripe.com', methods: ['GET', 'POST'], quota_per_minute: 600, enabled: true });
+    expect((await core.services.list(owner, 'default')).map((s) => s.name)).toContain('stripe');
+    expect(await core.services.get(member, 'default', 'stripe')).toMatchObject({ auth: { type: 'bearer', key: 'STRIPE_KEY' } });
+
+    const dup = await fails(core.services.create(owner, 'default', { name: 'stripe', host: 'api.stripe.com', auth: { type: 'bearer', key: 'STRIPE_KEY' } }));
+    expect(dup).toMatchObject({ status: 409, code: 'service_exists' });
+
+    // PUT replaces: absent optional fields go back to their defaults
+    const put = await core.services.set(owner, 'default', 'stripe', { host: 'api.stripe.com/v1', auth: { type: 'header', name: 'X-Api-Key', key: 'STRIPE_KEY' }, enabled: false });
+    expect(put.created).toBe(false);
+    expect(put.service).toMatchObject({ host: 'api.stripe.com/v1', methods: [], quota_per_minute: null, enabled: false, description: null });
+    const row = await core.store.getService((await core.vaults.require('default')).id, 'stripe');
+    expect(row).toMatchObject({ host: 'api.stripe.com', path_prefix: '/v1', port: null, enabled: 0 });
+
+    const again = await core.services.set(owner, 'default', 'github', { host: '*.github.com', auth: { type: 'bearer', key: 'GH_TOKEN' } });
+    expect(again.created).toBe(true);
+
+    const sets = (await core.store.queryAudit({ action: 'service.set', limit: 10 })).map((r) => ({ target: r.target, details: JSON.parse(r.details) }));
+    expect(sets.find((e) => e.target === 'stripe' && e.details.created === false)?.details.changed).toEqual(expect.arrayContaining(['host', 'auth', 'methods', 'enabled']));
+
+    expect(await core.services.delete(owner, 'default', 'github')).toMatchObject({ deleted: 'github' });
+    expect(await fails(core.services.get(owner, 'default', 'github'))).toMatchObject({ status: 404 });
+    expect(await fails(core.services.delete(owner, 'default', 'github'))).toMatchObject({ status: 404 });
+    expect((await core.store.queryAudit({ action: 'service.delete', limit: 5 }))[0]).toMatchObject({ target: 'github', outcome: 'ok' });
+  });
+
+  it('refuses a rule whose credential does not exist (400 naming the field); the fallback chain counts', async () => {
+    const e = await fails(core.services.create(owner, 'default', { name: 'openai', host: 'api.openai.com', auth: { type: 'bearer', key: 'OPENAI_KEY' } }));
+    expect(e).toMatchObject({ status: 400, code: 'credential_not_found', field: 'auth.key' });
+    const e2 = await fails(core.services.create(owner, 'default', { name: 'basic', host: 'api.x.com', auth: { type: 'basic', username_key: 'STRIPE_KEY', password_key: 'NOPE' } }));
+    expect(e2.field).toBe('auth.password_key');
+    const e3 = await fails(core.services.create(owner, 'default', { name: 'tpl', host: 'api.x.com', auth: { type: 'template', headers: { 'X-A': '{{ STRIPE_KEY }}:{{ NOPE }}' } } }));
+    expect(e3.field).toBe('auth.headers.X-A');
+    expect(await core.services.get(owner, 'default', 'openai').catch((x: LatchkeyError) => x.status)).toBe(404);
+
+    await core.vaults.create(owner, { name: 'platform' });
+    await core.secrets.put(owner, 'platform', 'OPENAI_KEY', { value: 'sk-platform' });
+    await core.vaults.create(owner, { name: 'user-tier', fallback: ['platform'] });
+    expect(await core.services.create(owner, 'user-tier', { name: 'openai', host: 'api.openai.com', auth: { type: 'bearer', key: 'OPENAI_KEY' } })).toMatchObject({ name: 'openai' });
+  });
+
+  it('rejects invalid specs with the failing field', async () => {
+    const base = { name: 'x', host: 'api.x.com', auth: { type: 'bearer', key: 'STRIPE_KEY' } };
+    for (const [over, field] of [
+      [{ host: 'https://api.x.com' }, 'host'], [{ host: '*.com' }, 'host'], [{ name: 'Bad Name' }, 'name'], [{ quota_per_minute: 100_001 }, 'quota_per_minute'],
+      [{ auth: { type: 'header', name: 'Host', key: 'STRIPE_KEY' } }, 'auth.name'], [{ methods: ['GE T'] }, 'methods[0]'], [{ enabled: 'yes' }, 'enabled'],
+      [{ surprise: 1 }, 'surprise'],
+    ] as Array<[Record<string, unknown>, string]>) {
+      expect((await fails(core.services.create(owner, 'default', { ...base, ...over }))).field, JSON.stringify(over)).toBe(field);
+    }
+  });
+
+  it('agents and members list; only admins manage (denials audited)', async () => {
+    expect((await core.services.list(agent, 'default')).length).toBeGreaterThan(0);
+    expect((await core.services.list(member, 'default')).length).toBeGreaterThan(0);
+    const e = await fails(core.services.set(agent, 'default', 'evil', { host: 'evil.example.com', auth: { type: 'bearer', key: 'STRIPE_KEY' } }));
+    expect(e.status).toBe(403);
+    expect((await fails(core.services.delete(member, 'default', 'stripe'))).status).toBe(403);
+    const denials = await core.store.queryAudit({ action: 'service.set', outcome: 'denied', limit: 10 });
+    expect(denials.map((r) => r.actor)).toEqual(expect.arrayContaining(['agent:svc-bot', 'user:member@example.test']));
+    expect(await fails(core.services.list(agent, 'platform'))).toMatchObject({ status: 403 });
+  });
+
+  it('deleting a service revokes the grants to use it', async () => {
+    await core.services.set(owner, 'default', 'gh2', { host: 'api.github.com', auth: { type: 'bearer', key: 'GH_TOKEN' } });
+    const g = await core.grants.create(owner, 'default', { agent: 'svc-bot', service: 'gh2', mode: 'use' });
+    expect(g.status).toBe('approved');
+    const r = await core.services.delete(owner, 'default', 'gh2');
+    expect(r.revoked_grants).toBe(1);
+    expect((await core.store.getGrant(g.id))?.status).toBe('revoked');
+    // a new service of the same name starts with no grant
+    await core.services.set(owner, 'default', 'gh2', { host: 'evil.example.com', auth: { type: 'bearer', key: 'GH_TOKEN' } });
+    const vault = await core.vaults.require('default');
+    expect(await core.store.findActiveGrant(vault.id, agent.principal.kind === 'agent' ? agent.principal.id : '', 'service', 'gh2', ['use'], new Date().toISOString())).toBeNull();
+  });
+
+  it('no audit row or error carries a credential value', async () => {
+    const rows = await core.store.queryAudit({ limit: 1000 });
+    const text = JSON.stringify(rows);
+    for (const v of ['sk_test_abc', 'ghp_x', 'sk-platform']) expect(text).not.toContain(v);
+  });
+});
