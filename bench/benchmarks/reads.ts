@@ -1,0 +1,167 @@
+/**
+ * reads: GET /v1/vaults/default/secrets/:name/value on the real server (embedded SQLite; token auth,
+ * access check, decrypt, durable audit) against two bare node:http baselines in the same run:
+ * the CEILING (token HMAC check + AES-GCM from memory) and the SEED scheme (PBKDF2-SHA256 100k per read).
+ *
+ * Closed loop: undici Pool, N keep-alive connections, each sends as soon as answered; rounds
+ * alternate between the systems so slow drift in machine noise hits all of them alike.
+ * Open loop: fixed rate on a timer, latency from the scheduled send time (no coordinated omission).
+ */
+import { randomBytes } from 'node:crypto';
+import { check, emptyResult, type Benchmark, type BenchOptions, type BenchResult } from '../lib/harness.js';
+import { makeTempDir, removeTempDir, rpc, stopChild, type Tracked } from '../lib/proc.js';
+import { api, parallel, startBare, startLatchkey, startLoadgen, type BareChild, type LatchkeyChild } from '../lib/servers.js';
+import { fmt, fmtPct, round1, summarize, type LatencySummary } from '../lib/stats.js';
+
+const SECRETS = 100;
+const CONNECTIONS = 32;
+const OPEN_RATE = 500;
+
+interface RunOut {
+  ok: number;
+  errors: number;
+  firstError: string | null;
+  lat: number[];
+  wallMs: number;
+  maxSendLagMs?: number;
+  cpu: { server: number | null; loadgen: number | null; machine: number | null; other: number | null };
+}
+
+interface Merged {
+  system: string;
+  ok: number;
+  errors: number;
+  firstError: string | null;
+  seconds: number;
+  rps: number;
+  lat: LatencySummary;
+  cpu: { server: number | null; loadgen: number | null; machine: number | null; other: number | null };
+  maxSendLagMs?: number;
+  /** reads/s of each round, to show drift between rounds */
+  perRound: number[];
+}
+
+function merge(system: string, runs: RunOut[]): Merged {
+  const seconds = runs.reduce((a, r) => a + r.wallMs, 0) / 1000;
+  const ok = runs.reduce((a, r) => a + r.ok, 0);
+  const w = (k: keyof RunOut['cpu']) => {
+    const xs = runs.map((r) => r.cpu[k]);
+    return xs.some((x) => x === null) ? null : round1(runs.reduce((a, r) => a + (r.cpu[k] as number) * r.wallMs, 0) / (seconds * 1000));
+  };
+  return {
+    system, ok, errors: runs.reduce((a, r) => a + r.errors, 0), firstError: runs.find((r) => r.firstError)?.firstError ?? null,
+    seconds, rps: ok / seconds, lat: summarize(runs.flatMap((r) => r.lat)),
+    cpu: { server: w('server'), loadgen: w('loadgen'), machine: w('machine'), other: w('other') },
+    perRound: runs.map((r) => r.ok / (r.wallMs / 1000)),
+    ...(runs.some((r) => r.maxSendLagMs !== undefined) ? { maxSendLagMs: Math.max(...runs.map((r) => r.maxSendLagMs ?? 0)) } : {}),
+  };
+}
+
+async function run(o: BenchOptions): Promise<BenchResult> {
+  const res = emptyResult(reads);
+  const cfg = o.quick
+    ? { warmupMs: 1000, sliceMs: 3000, rounds: 1, openWarmMs: 500, openMs: 3000 }
+    : { warmupMs: 2000, sliceMs: 4000, rounds: 2, openWarmMs: 1000, openMs: 5000 };
+  const home = makeTempDir('reads');
+  let lk: LatchkeyChild | null = null;
+  let ceiling: BareChild | null = null;
+  let seed: BareChild | null = null;
+  let lg: Tracked | null = null;
+  try {
+    lk = await startLatchkey(home, { profileTag: 'reads' });
+    const token = lk.token;
+    const secrets = Array.from({ length: SECRETS }, (_, i) => ({ name: `BENCH_READ_${String(i).padStart(3, '0')}`, value: `sk_live_${randomBytes(24).toString('base64url')}` }));
+    const lkUrl = lk.url;
+    // the seed baseline derives a PBKDF2 key per secret at start: let that run while Latchkey is filled
+    const bareP = Promise.all([startBare('ceiling', token, secrets), startBare('seed', token, secrets)]);
+    bareP.catch(() => {});
+    await parallel(secrets, 8, async (s) => {
+      const r = await api(lkUrl, token, 'POST', '/v1/vaults/default/secrets', { name: s.name, value: s.value });
+      if (r.status !== 201) throw new Error(`creating ${s.name}: HTTP ${r.status} ${JSON.stringify(r.json)}`);
+    });
+    [ceiling, seed] = await bareP;
+    lg = await startLoadgen();
+    const paths = secrets.map((s) => `/v1/vaults/default/secrets/${s.name}/value`);
+    const expect = Object.fromEntries(secrets.map((s, i) => [paths[i]!, s.value]));
+    const systems = [
+      { system: 'Latchkey (SQLite, audited)', key: 'latchkey', url: lk.url, pid: lk.pid },
+      { system: 'ceiling (bare http, mem)', key: 'ceiling', url: ceiling.url, pid: ceiling.pid },
+      { system: 'seed (PBKDF2 100k/read)', key: 'seed', url: seed.url, pid: seed.pid },
+    ];
+    // every system must give the same answer before anything is timed
+    for (const s of systems) {
+      const r = await api(s.url, token, 'GET', paths[7]!);
+      if (r.status !== 200 || r.json?.value !== secrets[7]!.value || r.json?.name !== secrets[7]!.name) {
+        throw new Error(`${s.system} answered HTTP ${r.status} ${JSON.stringify(r.json).slice(0, 200)} for a read`);
+      }
+    }
+    const target = (s: (typeof systems)[number], extra: Record<string, unknown>) => ({
+      url: s.url, token, paths, expect, connections: CONNECTIONS, serverPid: s.pid, validateEvery: 16, ...extra,
+    });
+
+    const closed: Record<string, RunOut[]> = { latchkey: [], ceiling: [], seed: [] };
+    for (let round = 0; round < cfg.rounds; round++) {
+      for (const s of systems) {
+        o.log(`reads: closed loop ${s.key} round ${round + 1}/${cfg.rounds} (${cfg.sliceMs / 1000} s)`);
+        const r = await rpc<RunOut>(lg, 'closed', { target: target(s, { warmupMs: round === 0 ? cfg.warmupMs : 300, durationMs: cfg.sliceMs }) });
+        closed[s.key]!.push(r);
+      }
+    }
+    const c = Object.fromEntries(systems.map((s) => [s.key, merge(s.system, closed[s.key]!)])) as Record<string, Merged>;
+
+    const open: Record<string, Merged> = {};
+    for (const s of systems.slice(0, 2)) {
+      o.log(`reads: open loop ${s.key} at ${OPEN_RATE}/s (${cfg.openMs / 1000} s)`);
+      const r = await rpc<RunOut>(lg, 'open', { target: target(s, { warmupMs: cfg.openWarmMs, durationMs: cfg.openMs, rate: OPEN_RATE }) });
+      open[s.key] = merge(s.system, [r]);
+    }
+    await rpc(lg, 'close', {}).catch(() => {});
+
+    const L = c.latchkey!;
+    const C = c.ceiling!;
+    const S = c.seed!;
+    const perCpu = (m: Merged) => (m.cpu.server ? m.rps / (m.cpu.server / 100) : null);
+    res.tables.push({
+      title: `Secret reads, closed loop: ${CONNECTIONS} keep-alive connections, ${SECRETS} secrets round-robin, ${cfg.rounds}×${cfg.sliceMs / 1000} s per system (alternating), after ${cfg.warmupMs / 1000} s warm-up`,
+      header: ['system', 'reads/s', 'per round', 'vs ceiling', 'p50 ms', 'p99 ms', 'reads/CPU-s', 'server CPU', 'loadgen CPU', 'machine CPU', 'errors'],
+      rows: [L, C, S].map((m) => [
+        m.system, fmt(m.rps, 0), m.perRound.map((x) => fmt(x, 0)).join(' / '), `${fmt(m.rps / C.rps, 3)}×`, fmt(m.lat.p50), fmt(m.lat.p99), fmt(perCpu(m), 0),
+        fmtPct(m.cpu.server), fmtPct(m.cpu.loadgen), fmtPct(m.cpu.machine), String(m.errors),
+      ]),
+    });
+    res.tables.push({
+      title: `Secret reads, open loop at a fixed ${OPEN_RATE} req/s for ${cfg.openMs / 1000} s (latency from the scheduled send time)`,
+      header: ['system', 'achieved/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'server CPU', 'loadgen CPU', 'send lag max ms', 'errors'],
+      rows: Object.values(open).map((m) => [
+        m.system, fmt(m.rps, 0), fmt(m.lat.p50), fmt(m.lat.p90), fmt(m.lat.p99), fmt(m.lat.p999), fmt(m.lat.max),
+        fmtPct(m.cpu.server), fmtPct(m.cpu.loadgen), fmt(m.maxSendLagMs ?? null), String(m.errors),
+      ]),
+    });
+    const lOverC = L.rps / C.rps;
+    const lOverS = L.rps / S.rps;
+    const errs = L.errors + C.errors + S.errors + Object.values(open).reduce((a, m) => a + m.errors, 0);
+    res.targets.push(check('reads: Latchkey / ceiling (throughput)', '≥ 0.50', lOverC, (v) => v >= 0.5 && errs === 0, `${fmt(lOverC, 3)} (${fmt(L.rps, 0)} vs ${fmt(C.rps, 0)} reads/s)`, errs ? `${errs} errors` : undefined));
+    res.targets.push(check('reads: Latchkey / seed PBKDF2 scheme', '≥ 50×', lOverS, (v) => v >= 50 && errs === 0, `${fmt(lOverS, 1)}× (${fmt(L.rps, 0)} vs ${fmt(S.rps, 1)} reads/s)`));
+    const cpuRatioC = (perCpu(L) ?? NaN) / (perCpu(C) ?? NaN);
+    const cpuRatioS = (perCpu(L) ?? NaN) / (perCpu(S) ?? NaN);
+    res.notes.push(`reads per server CPU-second (less sensitive to machine noise): Latchkey/ceiling ${fmt(cpuRatioC, 3)}×, Latchkey/seed ${fmt(cpuRatioS, 1)}× (the seed scheme spreads PBKDF2 over the libuv pool, i.e. over every core, while Latchkey serves from one thread).`);
+    if ((C.cpu.loadgen ?? 0) >= 80) {
+      res.notes.push(`the load generator used ${fmtPct(C.cpu.loadgen)} of a core while driving the ceiling: near saturation, so the ceiling may be understated (the Latchkey/ceiling ratio overstated); compare reads per CPU-second above.`);
+    }
+    if ((L.cpu.server ?? 0) >= 90) res.notes.push(`Latchkey's process was CPU-bound (${fmtPct(L.cpu.server)} of a core) in the closed loop.`);
+    for (const m of [L, C, S, ...Object.values(open)]) if (m.firstError) res.notes.push(`${m.system}: first error: ${m.firstError}`);
+    res.data = { config: { ...cfg, connections: CONNECTIONS, secrets: SECRETS, openRate: OPEN_RATE }, closed: c, open, ratios: { latchkeyOverCeiling: lOverC, latchkeyOverSeed: lOverS, perCpuLatchkeyOverCeiling: cpuRatioC, perCpuLatchkeyOverSeed: cpuRatioS } };
+    return res;
+  } finally {
+    if (lg) await stopChild(lg, 2000);
+    await Promise.all([lk?.stop(), ceiling?.stop(), seed?.stop()]);
+    removeTempDir(home);
+  }
+}
+
+export const reads: Benchmark = {
+  name: 'reads',
+  title: 'Secret reads through the API vs bare ceiling and seed scheme',
+  estimateSec: [55, 20],
+  run,
+};

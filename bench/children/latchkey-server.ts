@@ -1,0 +1,64 @@
+/**
+ * Bench child: runs the real Latchkey control plane (startServer) in its own process so its CPU
+ * is measured apart from the load generator's. Talks to the parent over IPC:
+ *   -> {type:'ready', url, token, pid}
+ *   <- {type:'seed', id, prefix, count, concurrency, valueBytes}   create secrets in-process (core API)
+ *   <- {type:'stop', id}                                           close gracefully and exit
+ * BENCH_HOME names the data dir; BENCH_PORT the port (default: any free one).
+ */
+import { randomBytes } from 'node:crypto';
+import { startServer } from '../../src/server/start.js';
+
+const send = (m: unknown) => process.send?.(m);
+
+async function main() {
+  const home = process.env.BENCH_HOME;
+  if (!home) throw new Error('BENCH_HOME is not set');
+  const t0 = performance.now();
+  const srv = await startServer({ home, host: '127.0.0.1', port: Number(process.env.BENCH_PORT ?? 0), proxyPort: 0, logLevel: 'silent' });
+  const startMs = performance.now() - t0;
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await srv.close();
+  };
+  process.on('SIGTERM', () => void stop().finally(() => process.exit(0)));
+  process.on('disconnect', () => void stop().finally(() => process.exit(0)));
+  process.on('message', async (m: any) => {
+    try {
+      if (m?.type === 'stop') {
+        await stop();
+        send({ id: m.id, ok: true });
+        setImmediate(() => process.exit(0));
+      } else if (m?.type === 'seed') {
+        const ctx = { principal: { kind: 'system' as const }, ip: null, requestId: null };
+        const count: number = m.count;
+        const conc: number = m.concurrency ?? 16;
+        let next = 0;
+        const t = performance.now();
+        const worker = async () => {
+          for (;;) {
+            const i = next++;
+            if (i >= count) return;
+            const name = `${m.prefix}${String(i).padStart(7, '0')}`;
+            await srv.core.secrets.create(ctx, 'default', { name, value: randomBytes(m.valueBytes ?? 24).toString('base64url') });
+          }
+        };
+        await Promise.all(Array.from({ length: conc }, worker));
+        send({ id: m.id, ok: true, ms: performance.now() - t });
+      } else if (m?.id) {
+        send({ id: m.id, error: `unknown message ${m.type}` });
+      }
+    } catch (err) {
+      send({ id: m?.id, error: String((err as Error)?.stack ?? err) });
+    }
+  });
+  send({ type: 'ready', url: srv.url, token: srv.initialized?.ownerToken ?? null, pid: process.pid, startMs });
+}
+
+main().catch((err) => {
+  send({ type: 'error', error: String((err as Error)?.stack ?? err) });
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100);
+});
