@@ -4,13 +4,21 @@
  * Exit codes: 0 ok, 1 error, 2 usage (bad arguments or a 400), 3 not found, 4 denied.
  */
 import { Command, CommanderError } from 'commander';
+import { agentCommand } from './agent.js';
 import { auditCommand } from './audit.js';
+import { caCommand } from './ca.js';
+import { grantCommand } from './grant.js';
 import { initCommand } from './init.js';
 import { keyCommand } from './key.js';
+import { memberCommand } from './member.js';
 import { describeError, EXIT, printError } from './output.js';
+import { proposalCommand } from './proposal.js';
+import { runCommand } from './run.js';
 import { secretCommand } from './secret.js';
 import { serverCommand } from './server.js';
+import { serviceCommand } from './service.js';
 import { loginCommand, logoutCommand, statusCommand, whoamiCommand } from './status.js';
+import { userCommand } from './user.js';
 import { vaultCommand } from './vault.js';
 import { cliVersion } from './version.js';
 
@@ -42,8 +50,16 @@ export function buildProgram(setCode: (code: number) => void): Command {
   logoutCommand(program, setCode);
   vaultCommand(program, setCode);
   secretCommand(program, setCode);
+  agentCommand(program, setCode);
+  grantCommand(program, setCode);
+  serviceCommand(program, setCode);
+  proposalCommand(program, setCode);
+  userCommand(program, setCode);
+  memberCommand(program, setCode);
   auditCommand(program, setCode);
   keyCommand(program, setCode);
+  runCommand(program, setCode);
+  caCommand(program, setCode);
 
   addAddrToLeaves(program);
   return program;

@@ -3,8 +3,9 @@
  * --all), history, rollback, presets. Values are printed only by `get` and `list --reveal`.
  */
 import type { Command } from 'commander';
-import { ApiError, type LatchkeyClient, type Preset, type RotateAllResult, type SecretMeta } from '../client/index.js';
-import { clientFor, collect, collectPages, defaultVault, EXIT, info, intArg, out, printError, printJson, printTable, Progress, readStdin, usage } from './output.js';
+import { ApiError, type LatchkeyClient, type Preset, type RotateAllResult, type SecretMeta, type VendResult } from '../client/index.js';
+import { CliError, clientFor, collect, collectPages, defaultVault, EXIT, info, intArg, out, printError, printJson, printTable, Progress, readStdin, usage } from './output.js';
+import { explicitVault, isAgentToken, vaultFor } from './scope.js';
 
 interface VaultOpt { vault?: string }
 
@@ -17,7 +18,7 @@ function describeWrite(m: SecretMeta): string {
 }
 
 /** KEY=VALUE pairs; `KEY=-` reads that one value from stdin. */
-async function parsePairs(pairs: string[]): Promise<Array<{ key: string; value: string }>> {
+export async function parsePairs(pairs: string[]): Promise<Array<{ key: string; value: string }>> {
   const parsed = pairs.map((p, n) => {
     const i = p.indexOf('=');
     // the argument is not echoed: it may be a value typed without its KEY=
@@ -112,6 +113,25 @@ async function rotateAll(client: LatchkeyClient, vault: string): Promise<{ resul
   return { result: { vault, rotated, failed, failed_names: failedNames, total }, code: failed ? EXIT.error : EXIT.ok };
 }
 
+/**
+ * Vending for agent tokens. A refusal for want of a grant says the grant's state and how to ask
+ * (exit 4); the vault is the one named, else the server's choice (a session's own, or default).
+ */
+async function vend(client: LatchkeyClient, key: string, vault: string | undefined): Promise<VendResult> {
+  try {
+    return await client.vendSecret(key, vault);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 403 || err.code !== 'grant_required') throw err;
+    const state = typeof err.body?.grant_state === 'string' ? err.body.grant_state : 'none';
+    const id = typeof err.body?.grant_id === 'string' ? err.body.grant_id : null;
+    const where = vault ?? (/in vault ([a-z0-9_-]+)/.exec(err.detail)?.[1] ?? 'default');
+    const hint = state === 'pending'
+      ? `request ${id ?? ''} is waiting for a person: latchkey grant approve ${id ?? 'ID'} --vault ${where}`
+      : `ask for access: latchkey grant request --secret ${key} --mode read --reason "…" --vault ${where}`;
+    throw new CliError(`no approved read grant for ${key} in vault ${where} (grant state: ${state}${id ? `, grant ${id}` : ''}); ${hint}`, EXIT.denied);
+  }
+}
+
 export function secretCommand(program: Command, setCode: (c: number) => void): void {
   const secret = program.command('secret').aliases(['credential', 'creds']).description('secrets: set, get, list, rotate, history (aliases: credential, creds)');
 
@@ -158,7 +178,16 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
     .option('--version <n>', 'an older version', intArg(1))
     .option('--json', 'print the whole object (name, vault, version, value)')
     .action(async (key: string, opts: VaultOpt & { version?: number; json?: boolean }, cmd: Command) => {
-      const r = await clientFor(cmd).readSecret(defaultVault(opts.vault), key, opts.version);
+      const client = clientFor(cmd);
+      if (isAgentToken()) {
+        // an agent reads through vending: only under an approved `read` grant
+        if (opts.version !== undefined) throw usage('--version: an agent reads the current version only');
+        const r = await vend(client, key, explicitVault(opts.vault));
+        if (opts.json) return printJson(r);
+        process.stdout.write(r.value + '\n');
+        return;
+      }
+      const r = await client.readSecret(defaultVault(opts.vault), key, opts.version);
       if (opts.json) return printJson(r);
       process.stdout.write(r.value + '\n');
     });
@@ -174,7 +203,7 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
     .option('--json', 'machine-readable output')
     .action(async (opts: VaultOpt & { reveal?: boolean; category?: string; prefix?: string; search?: string; limit?: number; json?: boolean }, cmd: Command) => {
       const client = clientFor(cmd);
-      const vault = defaultVault(opts.vault);
+      const vault = await vaultFor(client, opts.vault);
       const items: Array<SecretMeta & { value?: string }> = await collectPages(
         (cursor, limit) => client.listSecrets(vault, { category: opts.category, prefix: opts.prefix, q: opts.search, limit, cursor }),
         opts.limit ?? Infinity,

@@ -38,7 +38,7 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
     .option('--audit-file <path>', 'also write audit events as JSON lines to this file (- for stdout)')
     .option('--audit-retention-days <days>', 'delete audit events older than this (default: keep forever)', intArg(1))
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default: info)`)
-    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM, chain after the leaf); the session cookie gets Secure and HSTS is sent')
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
     .action(async (flags: ServerFlags) => {
       if (flags.logLevel && !LOG_LEVELS.includes(flags.logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
@@ -52,6 +52,7 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
       const opts = {
         home,
         databaseUrl: flags.databaseUrl ?? (process.env.LATCHKEY_DATABASE_URL || undefined),
+        redisUrl: process.env.LATCHKEY_REDIS_URL || undefined,
         host,
         port,
         proxyPort,

@@ -47,18 +47,24 @@ export function vaultCommand(program: Command, _setCode: (c: number) => void): v
 
   vault
     .command('set')
-    .description("change a vault's fallback chain or description")
+    .description("change a vault's fallback chain, description or forward-proxy passthrough")
     .argument('<name>', 'vault name')
     .option('--fallback <vaults>', "ordered fallback chain, comma separated ('' clears it)", listArg)
     .option('--description <text>', 'what the vault is for')
+    .option('--passthrough <on|off>', 'forward proxy: tunnel hosts no service matches without interception (on) or refuse them with 403 (off, the default)')
     .option('--json', 'machine-readable output')
-    .action(async (name: string, opts: { fallback?: string[]; description?: string; json?: boolean }, cmd: Command) => {
-      const body: { fallback?: string[]; description?: string } = {};
+    .action(async (name: string, opts: { fallback?: string[]; description?: string; passthrough?: string; json?: boolean }, cmd: Command) => {
+      const body: { fallback?: string[]; description?: string; passthrough?: boolean } = {};
       if (opts.fallback) body.fallback = opts.fallback;
       if (opts.description !== undefined) body.description = opts.description;
-      if (!Object.keys(body).length) throw usage('give --fallback and/or --description');
+      if (opts.passthrough !== undefined) {
+        const p = opts.passthrough.toLowerCase();
+        if (!['on', 'off', 'true', 'false'].includes(p)) throw usage('--passthrough must be on or off');
+        body.passthrough = p === 'on' || p === 'true';
+      }
+      if (!Object.keys(body).length) throw usage('give --fallback, --description and/or --passthrough');
       const v = await clientFor(cmd).updateVault(name, body);
       if (opts.json) return printJson(v);
-      out(`vault ${v.name}: fallback ${v.fallback?.length ? v.fallback.join(' → ') : '(none)'}`);
+      out(`vault ${v.name}: fallback ${v.fallback?.length ? v.fallback.join(' → ') : '(none)'}, passthrough ${v.passthrough ? 'on' : 'off'}`);
     });
 }

@@ -145,8 +145,142 @@ export interface KeyStatus {
 
 export interface RewrapResult { rewrapped: number; remaining: number; kek_version: number; done: boolean }
 
+export interface ProxyInfo { enabled: boolean; port: number | null; host: string | null; ca_url: string }
+
 export interface LoginResult { user: Record<string, unknown>; expires_at: string; cookie: string | null }
 export interface ApiToken { id: string; name: string; token: string; expires_at: string | null; created_at: string }
+
+// ---- access: people, members, agents, sessions, grants, services, proposals
+
+export interface User { id: string; email: string | null; role: string; created_at: string }
+export interface UserCreated extends User { token: string }
+
+export interface Member { kind: 'user' | 'agent'; email?: string | null; name?: string; role: string; added_at?: string; vault?: string }
+
+export interface Agent {
+  name: string;
+  status: string;
+  description: string | null;
+  created_by: string;
+  created_at: string;
+  revoked_at: string | null;
+  vaults?: string[];
+}
+export interface AgentCreated extends Agent { token: string }
+
+export interface AgentSession { token: string; id: string; agent: string; vault: string; expires_at: string }
+
+export type GrantStatus = 'pending' | 'approved' | 'denied' | 'revoked' | 'expired';
+
+export interface Grant {
+  id: string;
+  vault: string | null;
+  agent: string | null;
+  kind: 'secret' | 'service';
+  secret?: string;
+  service?: string;
+  mode: 'use' | 'read';
+  status: GrantStatus;
+  reason: string | null;
+  requested_by: string | null;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_reason: string | null;
+  expires_at: string | null;
+  created_at: string;
+  /** a request identical to a pending one returns that one */
+  duplicate?: boolean;
+}
+
+export interface GrantCreate { agent: string; secret?: string; service?: string; mode?: 'use' | 'read'; expires?: string; reason?: string }
+export interface GrantRequest { secret?: string; service?: string; mode?: 'use' | 'read'; reason: string }
+
+export interface VendResult { name: string; vault: string; version: number; value: string; grant: { id: string; expires_at: string | null } }
+
+export type AuthRule =
+  | { type: 'bearer'; key: string }
+  | { type: 'basic'; username_key: string; password_key?: string }
+  | { type: 'header'; name: string; key: string; prefix?: string }
+  | { type: 'query'; param: string; key: string }
+  | { type: 'template'; headers: Record<string, string> };
+
+export interface ServiceSpec {
+  name: string;
+  host: string;
+  auth: AuthRule;
+  methods?: string[];
+  path_prefixes?: string[];
+  quota_per_minute?: number | null;
+  enabled?: boolean;
+  description?: string | null;
+}
+
+export interface Service extends Required<Omit<ServiceSpec, 'description' | 'quota_per_minute'>> {
+  quota_per_minute: number | null;
+  description: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export type ProposalStatus = 'pending' | 'approved' | 'rejected' | 'expired';
+
+export interface ProposalSummary {
+  id: string;
+  vault: string;
+  status: ProposalStatus;
+  agent: string | null;
+  message: string | null;
+  services: string[];
+  credentials: { action: 'set' | 'delete'; key: string }[];
+  created_at: string;
+  expires_at: string;
+  approval_expires_at: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_reason: string | null;
+}
+
+export interface ProposalServiceDiff extends ServiceSpec {
+  change: 'add' | 'update' | 'unchanged';
+  changes?: Record<string, { from: unknown; to: unknown }>;
+}
+
+export interface ProposalSlotView {
+  action: 'set' | 'delete';
+  key: string;
+  description: string | null;
+  obtain: string | null;
+  obtain_instructions: string | null;
+  has_value: boolean;
+  exists: boolean;
+  missing_value?: boolean;
+}
+
+export interface ProposalWarning { service: string; credential: string; new_host: string; current_hosts: string[]; message: string }
+
+export interface ProposalView extends Omit<ProposalSummary, 'services' | 'credentials'> {
+  services: ProposalServiceDiff[];
+  credentials: ProposalSlotView[];
+  warnings: ProposalWarning[];
+}
+
+export interface ProposalCreated { id: string; vault: string; status: 'pending'; approval_url: string; approval_expires_at: string; expires_at: string }
+
+export interface ProposalApproved extends ProposalSummary {
+  applied: { secrets_set: string[]; secrets_deleted: string[]; services: string[]; grants: string[] };
+}
+
+export interface ProposalCreate {
+  message?: string;
+  services?: ServiceSpec[];
+  credentials?: { action: 'set' | 'delete'; key: string; description?: string | null; obtain?: string | null; obtain_instructions?: string | null; value?: string }[];
+}
+
+export interface Discovery {
+  agent: string;
+  vaults: { name: string; services: { name: string; host: string; path_prefix?: string }[]; credentials: string[]; grants: Record<string, unknown>[] }[];
+  how_to: Record<string, string>;
+}
 
 // ---------------------------------------------------------------- errors
 
@@ -323,7 +457,7 @@ export class LatchkeyClient {
   // ---- vaults
   listVaults(): Promise<{ items: Vault[] }> { return this.request('GET', '/v1/vaults'); }
   createVault(body: { name: string; description?: string; fallback?: string[] }): Promise<Vault> { return this.request('POST', '/v1/vaults', { body }); }
-  updateVault(name: string, body: { fallback?: string[]; description?: string | null }): Promise<Vault> {
+  updateVault(name: string, body: { fallback?: string[]; description?: string | null; passthrough?: boolean }): Promise<Vault> {
     return this.request('PATCH', `/v1/vaults/${seg(name)}`, { body });
   }
   deleteVault(name: string): Promise<{ deleted: string; secrets: number }> { return this.request('DELETE', `/v1/vaults/${seg(name)}`); }
@@ -371,4 +505,90 @@ export class LatchkeyClient {
   keys(): Promise<KeyStatus> { return this.request('GET', '/v1/keys'); }
   rotateKey(): Promise<{ kek_version: number }> { return this.request('POST', '/v1/keys/rotate'); }
   rewrap(body: { limit?: number } = {}): Promise<RewrapResult> { return this.request('POST', '/v1/keys/rewrap', { body }); }
+
+  // ---- forward proxy
+  /** The forward proxy's CA certificate (PEM text; no auth needed). */
+  async caCertificate(): Promise<string> {
+    const res = await this.send('GET', '/v1/ca.pem', {});
+    if (!res.ok) await this.parse(res); // throws the problem as ApiError
+    const text = await res.text();
+    if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ApiError(res.status, 'bad_response', `the server at ${this.addr} did not answer with a PEM certificate`);
+    return text;
+  }
+  /** Whether the forward proxy runs, and on which port. */
+  proxyInfo(): Promise<ProxyInfo> { return this.request('GET', '/v1/proxy'); }
+
+  // ---- people (instance)
+  listUsers(): Promise<{ items: User[] }> { return this.request('GET', '/v1/users'); }
+  createUser(body: { email: string; password?: string; role?: 'owner' | 'admin' | 'member' }): Promise<UserCreated> { return this.request('POST', '/v1/users', { body }); }
+  setUserRole(email: string, role: 'owner' | 'admin' | 'member'): Promise<User> { return this.request('PATCH', `/v1/users/${seg(email)}`, { body: { role } }); }
+  removeUser(email: string): Promise<{ removed: string }> { return this.request('DELETE', `/v1/users/${seg(email)}`); }
+
+  // ---- vault membership
+  listMembers(vault: string): Promise<{ items: Member[] }> { return this.request('GET', `/v1/vaults/${seg(vault)}/members`); }
+  addMember(vault: string, body: { email: string; role?: 'admin' | 'member' }): Promise<Member> {
+    return this.request('POST', `/v1/vaults/${seg(vault)}/members`, { body });
+  }
+  removeMember(vault: string, email: string): Promise<{ removed: string; vault: string }> {
+    return this.request('DELETE', `/v1/vaults/${seg(vault)}/members/${seg(email)}`);
+  }
+  listVaultAgents(vault: string): Promise<{ items: Member[] }> { return this.request('GET', `/v1/vaults/${seg(vault)}/agents`); }
+  addVaultAgent(vault: string, name: string): Promise<Member> { return this.request('POST', `/v1/vaults/${seg(vault)}/agents`, { body: { name } }); }
+  removeVaultAgent(vault: string, name: string): Promise<{ removed: string; vault: string }> {
+    return this.request('DELETE', `/v1/vaults/${seg(vault)}/agents/${seg(name)}`);
+  }
+
+  // ---- agents and sessions
+  listAgents(): Promise<{ items: Agent[] }> { return this.request('GET', '/v1/agents'); }
+  createAgent(body: { name: string; vaults?: string[]; description?: string }): Promise<AgentCreated> { return this.request('POST', '/v1/agents', { body }); }
+  revokeAgent(name: string): Promise<{ revoked: string; tokens: number }> { return this.request('DELETE', `/v1/agents/${seg(name)}`); }
+  rotateAgentToken(name: string): Promise<{ name: string; token: string }> { return this.request('POST', `/v1/agents/${seg(name)}/rotate-token`); }
+  /** A short-lived session scoped to one vault (ttl in seconds); a person names the agent, an agent mints its own. */
+  createSession(body: { vault: string; ttl?: number; agent?: string }): Promise<AgentSession> { return this.request('POST', '/v1/sessions', { body }); }
+
+  // ---- grants
+  listGrants(vault: string, q: { status?: GrantStatus; agent?: string } = {}): Promise<{ items: Grant[] }> {
+    return this.request('GET', `/v1/vaults/${seg(vault)}/grants`, { query: { ...q } });
+  }
+  /** A person's direct grant (approved at once). */
+  createGrant(vault: string, body: GrantCreate): Promise<Grant> { return this.request('POST', `/v1/vaults/${seg(vault)}/grants`, { body }); }
+  /** An agent's access request (pending). */
+  requestGrant(vault: string, body: GrantRequest): Promise<Grant> { return this.request('POST', `/v1/vaults/${seg(vault)}/grants`, { body }); }
+  approveGrant(vault: string, id: string, body: { expires?: string } = {}): Promise<Grant> {
+    return this.request('POST', `/v1/vaults/${seg(vault)}/grants/${seg(id)}/approve`, { body });
+  }
+  denyGrant(vault: string, id: string, body: { reason?: string } = {}): Promise<Grant> {
+    return this.request('POST', `/v1/vaults/${seg(vault)}/grants/${seg(id)}/deny`, { body });
+  }
+  revokeGrant(vault: string, id: string): Promise<Grant> { return this.request('POST', `/v1/vaults/${seg(vault)}/grants/${seg(id)}/revoke`); }
+  /** Vending (agent tokens): the raw value under an approved read grant; 403 `grant_required` with `grant_state` otherwise. */
+  vendSecret(name: string, vault?: string): Promise<VendResult> { return this.request('GET', `/v1/agent/secrets/${seg(name)}`, { query: { vault } }); }
+  discover(): Promise<Discovery> { return this.request('GET', '/v1/discover'); }
+
+  // ---- services
+  listServices(vault: string): Promise<{ items: Service[] }> { return this.request('GET', `/v1/vaults/${seg(vault)}/services`); }
+  getService(vault: string, name: string): Promise<Service> { return this.request('GET', `/v1/vaults/${seg(vault)}/services/${seg(name)}`); }
+  createService(vault: string, spec: ServiceSpec): Promise<Service> { return this.request('POST', `/v1/vaults/${seg(vault)}/services`, { body: spec }); }
+  /** Create or replace (absent optional fields take their defaults). */
+  putService(vault: string, spec: ServiceSpec): Promise<Service> {
+    const { name, ...body } = spec;
+    return this.request('PUT', `/v1/vaults/${seg(vault)}/services/${seg(name)}`, { body });
+  }
+  deleteService(vault: string, name: string): Promise<{ deleted: string; vault: string; revoked_grants: number }> {
+    return this.request('DELETE', `/v1/vaults/${seg(vault)}/services/${seg(name)}`);
+  }
+
+  // ---- proposals
+  listProposals(vault: string, q: { status?: ProposalStatus } = {}): Promise<{ items: ProposalSummary[] }> {
+    return this.request('GET', `/v1/vaults/${seg(vault)}/proposals`, { query: { ...q } });
+  }
+  getProposal(vault: string, id: string): Promise<ProposalView> { return this.request('GET', `/v1/vaults/${seg(vault)}/proposals/${seg(id)}`); }
+  createProposal(vault: string, body: ProposalCreate): Promise<ProposalCreated> { return this.request('POST', `/v1/vaults/${seg(vault)}/proposals`, { body }); }
+  approveProposal(vault: string, id: string, credentials: Record<string, string> = {}): Promise<ProposalApproved> {
+    return this.request('POST', `/v1/vaults/${seg(vault)}/proposals/${seg(id)}/approve`, { body: Object.keys(credentials).length ? { credentials } : {} });
+  }
+  rejectProposal(vault: string, id: string, body: { reason?: string } = {}): Promise<ProposalSummary> {
+    return this.request('POST', `/v1/vaults/${seg(vault)}/proposals/${seg(id)}/reject`, { body });
+  }
+  proposalByApprovalToken(token: string): Promise<ProposalView> { return this.request('GET', '/v1/proposals/approval', { query: { token } }); }
 }

@@ -32,7 +32,7 @@ export class Access {
 
   async listUsers(ctx: OpContext) {
     await this.core.authorize(ctx, 'user.list');
-    return (await this.core.store.listUsers()).map(userView);
+    return (await this.core.store.listUsers()).filter((u) => !u.disabled).map(userView);
   }
 
   async createUser(ctx: OpContext, input: { email?: unknown; password?: unknown; role?: unknown }) {

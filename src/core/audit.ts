@@ -18,6 +18,7 @@ export const AUDIT_ACTIONS = [
   'proposal.create', 'proposal.approve', 'proposal.reject', 'agent.create', 'agent.revoke', 'agent.rotate_token',
   'member.add', 'member.remove', 'key.rotate', 'key.rewrap', 'key.rekey', 'auth.login', 'auth.failure',
   'service.set', 'service.delete', 'vault.create', 'vault.delete', 'vault.update', 'audit.prune', 'user.update', 'token.create', 'token.revoke',
+  'ca.create',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type Outcome = 'ok' | 'denied' | 'error';
@@ -172,15 +173,20 @@ export class AuditLog {
   /**
    * Walks the chain from the anchor. Reports the first event that does not fit: altered content,
    * a link to the wrong predecessor (inserted, deleted or reordered events), a gap in sequence
-   * numbers, or a head that does not match the last event; and, with a checkpoint, truncation.
+   * numbers, a head that does not match the last event, or an anchor (the start of the retained
+   * chain) that no `audit.prune` event vouches for (events deleted from the start); and, with a
+   * checkpoint, truncation. Safe while other replicas append: the head is read after the walk and
+   * the walk catches up to it, so events committed meanwhile are not mistaken for tampering.
    */
   async verify(store: Store, checkpoint?: Checkpoint | null, onProgress?: (checked: number) => void): Promise<VerifyResult> {
-    const head = await store.getAuditHead();
-    let prev = head.anchor_hash;
-    let expectSeq = head.anchor_seq + 1;
+    const start = await store.getAuditHead();
+    let prev = start.anchor_hash;
+    let expectSeq = start.anchor_seq + 1;
     let checked = 0;
     let firstBad: VerifyResult['first_bad'] = null;
     let cpResult: VerifyResult['checkpoint'] = null;
+    // a moved anchor is legitimate only when a (MAC-verified) audit.prune event records it
+    let anchorVouched = start.anchor_seq === 0 && start.anchor_hash === GENESIS_HASH;
     if (checkpoint) {
       if (!checkpoint || typeof checkpoint.seq !== 'number' || typeof checkpoint.hash !== 'string' || typeof checkpoint.ts !== 'string' || typeof checkpoint.mac !== 'string') {
         throw invalid('checkpoint', 'must be a checkpoint exported by `latchkey audit checkpoint`');
@@ -189,40 +195,61 @@ export class AuditLog {
         cpResult = { seq: checkpoint.seq, ok: false, reason: 'the checkpoint file was not made by this instance or was altered' };
       }
     }
-    let after = head.anchor_seq;
-    let lastSeq = head.anchor_seq;
-    for (;;) {
-      const rows = await store.auditRange(after, 2000);
-      if (!rows.length) break;
-      for (const r of rows) {
-        checked++;
-        if (!firstBad) {
-          const { hash, ...rest } = r;
-          if (r.seq !== expectSeq) {
-            firstBad = { seq: r.seq, reason: r.seq > expectSeq ? `event(s) ${expectSeq}..${r.seq - 1} are missing (deleted)` : 'sequence number out of order (inserted or reordered)' };
-          } else if (r.prev_hash !== prev) {
-            firstBad = { seq: r.seq, reason: 'link to the previous event is broken (an event before it was inserted, deleted, altered or reordered)' };
-          } else if (!safeEqual(this.keyring.auditMac(canonical(rest)), hash)) {
-            firstBad = { seq: r.seq, reason: 'event content was altered (its MAC does not match)' };
+    let after = start.anchor_seq;
+    let lastSeq = start.anchor_seq;
+    const BATCH = 2000;
+    const walk = async (upTo: number | null): Promise<void> => {
+      for (;;) {
+        let rows = await store.auditRange(after, BATCH);
+        const full = rows.length === BATCH;
+        if (upTo !== null) rows = rows.filter((r) => r.seq <= upTo);
+        if (!rows.length) return;
+        for (const r of rows) {
+          checked++;
+          if (!firstBad) {
+            const { hash, ...rest } = r;
+            if (r.seq !== expectSeq) {
+              firstBad = { seq: r.seq, reason: r.seq > expectSeq ? `event(s) ${expectSeq}..${r.seq - 1} are missing (deleted)` : 'sequence number out of order (inserted or reordered)' };
+            } else if (r.prev_hash !== prev) {
+              firstBad = { seq: r.seq, reason: 'link to the previous event is broken (an event before it was inserted, deleted, altered or reordered)' };
+            } else if (!safeEqual(this.keyring.auditMac(canonical(rest)), hash)) {
+              firstBad = { seq: r.seq, reason: 'event content was altered (its MAC does not match)' };
+            } else if (!anchorVouched && r.action === 'audit.prune') {
+              const d = toEvent(r).details;
+              if (d.anchor_seq === start.anchor_seq && d.anchor_hash === start.anchor_hash) anchorVouched = true;
+            }
           }
+          if (checkpoint && cpResult === null && r.seq === checkpoint.seq) {
+            cpResult = r.hash === checkpoint.hash
+              ? { seq: checkpoint.seq, ok: true, reason: null }
+              : { seq: checkpoint.seq, ok: false, reason: 'the event at the checkpoint differs from the one exported' };
+          }
+          prev = r.hash;
+          expectSeq = r.seq + 1;
+          lastSeq = r.seq;
         }
-        if (checkpoint && cpResult === null && r.seq === checkpoint.seq) {
-          cpResult = r.hash === checkpoint.hash
-            ? { seq: checkpoint.seq, ok: true, reason: null }
-            : { seq: checkpoint.seq, ok: false, reason: 'the event at the checkpoint differs from the one exported' };
-        }
-        prev = r.hash;
-        expectSeq = r.seq + 1;
-        lastSeq = r.seq;
+        after = rows[rows.length - 1]!.seq;
+        onProgress?.(checked);
+        if (!full || (upTo !== null && after >= upTo)) return;
       }
-      after = rows[rows.length - 1]!.seq;
-      onProgress?.(checked);
-    }
+    };
+    await walk(null);
+    // Read the head only now: every commit writes its events and the head together, so a head read
+    // after the walk is at or past every event seen. Events committed during the walk are caught up
+    // to that head (and no further, so a busy log still finishes).
+    const head = await store.getAuditHead();
+    if (head.seq > lastSeq) await walk(head.seq);
     if (!firstBad && (head.seq !== lastSeq || head.hash !== prev)) {
       firstBad = { seq: lastSeq + 1, reason: `the chain head (seq ${head.seq}) does not match the last stored event (seq ${lastSeq}): events were removed from the tail or the head was altered` };
     }
+    if (!firstBad && !anchorVouched) {
+      firstBad = {
+        seq: start.anchor_seq + 1,
+        reason: `the log starts after seq ${start.anchor_seq} but no audit.prune event records that anchor: events were deleted from the start of the log or the anchor was altered`,
+      };
+    }
     if (checkpoint && cpResult === null) {
-      cpResult = checkpoint.seq <= head.anchor_seq
+      cpResult = checkpoint.seq <= start.anchor_seq
         ? { seq: checkpoint.seq, ok: true, reason: 'checkpoint is older than the retained log (pruned)' }
         : { seq: checkpoint.seq, ok: false, reason: `truncated: the log ends at seq ${lastSeq} but the checkpoint saw seq ${checkpoint.seq}` };
     }
@@ -230,7 +257,7 @@ export class AuditLog {
       ok: !firstBad && (cpResult?.ok ?? true),
       checked,
       head: { seq: head.seq, hash: head.hash },
-      anchor: { seq: head.anchor_seq, hash: head.anchor_seq === 0 ? GENESIS_HASH : head.anchor_hash },
+      anchor: { seq: start.anchor_seq, hash: start.anchor_seq === 0 ? GENESIS_HASH : start.anchor_hash },
       first_bad: firstBad,
       checkpoint: cpResult,
     };

@@ -7,7 +7,7 @@ import type { Store, TokenRow, UserRow } from '../store/store.js';
 import type { Core } from './core.js';
 import { randomBytes } from 'node:crypto';
 import { UniqueViolation } from '../store/store.js';
-import { conflict, invalid, LatchkeyError, notFound, unauthenticated } from './errors.js';
+import { conflict, denied, invalid, LatchkeyError, notFound, unauthenticated } from './errors.js';
 import type { InstanceRole, OpContext, Principal } from './principal.js';
 
 export async function hashPassword(password: string): Promise<string> {
@@ -167,6 +167,7 @@ export class Auth {
 
   /** Ends the console session or revokes the API token the request came with. */
   async logout(ctx: OpContext): Promise<{ revoked: boolean }> {
+    await this.core.authorize(ctx, 'self.manage');
     const p = ctx.principal;
     if (p.kind !== 'user' || !p.tokenId) return { revoked: false };
     const tokenId = p.tokenId;
@@ -180,8 +181,9 @@ export class Auth {
 
   /** Sets the caller's email and/or password (the console's first-run page; a password change). */
   async updateSelf(ctx: OpContext, input: { email?: unknown; password?: unknown; current_password?: unknown }) {
+    await this.core.authorize(ctx, 'self.manage');
     const p = ctx.principal;
-    if (p.kind !== 'user') throw unauthenticated('only people have an email and password', 'wrong_token_kind');
+    if (p.kind !== 'user') throw denied('only people have an email and password');
     const u = await this.core.store.getUser(p.id);
     if (!u) throw unauthenticated();
     const patch: { email?: string; password_hash?: string; updated_at: string } = { updated_at: new Date().toISOString() };
@@ -206,8 +208,9 @@ export class Auth {
 
   /** API tokens of the caller: create (shown once), list (no values), revoke. */
   async createApiToken(ctx: OpContext, name: unknown, ttlSeconds?: unknown) {
+    await this.core.authorize(ctx, 'token.manage');
     const p = ctx.principal;
-    if (p.kind !== 'user') throw unauthenticated('only people have API tokens', 'wrong_token_kind');
+    if (p.kind !== 'user') throw denied('only people have API tokens');
     if (typeof name !== 'string' || !name || name.length > 100) throw invalid('name', 'must be 1-100 characters');
     if (ttlSeconds !== undefined && (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 60)) throw invalid('ttl', 'must be a whole number of seconds, at least 60');
     const expires_at = ttlSeconds ? new Date(Date.now() + (ttlSeconds as number) * 1000).toISOString() : null;
@@ -219,15 +222,17 @@ export class Auth {
   }
 
   async listApiTokens(ctx: OpContext) {
+    await this.core.authorize(ctx, 'token.manage');
     const p = ctx.principal;
-    if (p.kind !== 'user') throw unauthenticated('only people have API tokens', 'wrong_token_kind');
+    if (p.kind !== 'user') throw denied('only people have API tokens');
     const rows = await this.core.store.listTokens({ userId: p.id, kind: 'pat' });
     return rows.map((r) => ({ id: r.id, name: r.name, created_at: r.created_at, expires_at: r.expires_at, revoked_at: r.revoked_at, current: r.id === p.tokenId }));
   }
 
   async revokeApiToken(ctx: OpContext, id: string) {
+    await this.core.authorize(ctx, 'token.manage');
     const p = ctx.principal;
-    if (p.kind !== 'user') throw unauthenticated('only people have API tokens', 'wrong_token_kind');
+    if (p.kind !== 'user') throw denied('only people have API tokens');
     const mine = (await this.core.store.listTokens({ userId: p.id, kind: 'pat' })).find((t) => t.id === id);
     if (!mine) throw notFound('token', id);
     await this.core.write(ctx, async (s, ev) => {

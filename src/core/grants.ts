@@ -176,7 +176,11 @@ export class Grants {
   /** Vending: the raw value under an approved, unexpired `read` grant; otherwise 403 saying the grant's state. */
   async vend(ctx: OpContext, name: string, vaultName?: string) {
     const p = ctx.principal;
-    if (p.kind !== 'agent') throw denied('vending is for agents; people read values with GET /v1/vaults/:vault/secrets/:name/value');
+    if (p.kind !== 'agent') {
+      // the policy admits no person here: the refusal is audited like any other
+      await this.core.authorize(ctx, 'secret.vend', null, name);
+      throw denied('vending is for agents; people read values with GET /v1/vaults/:vault/secrets/:name/value');
+    }
     checkSecretName(name, 'name');
     const vault = await this.agentVault(ctx, vaultName);
     await this.core.authorize(ctx, 'secret.vend', vault, name);

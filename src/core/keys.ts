@@ -17,6 +17,20 @@ export class Keys {
     if (fresh.length) this.core.keyring.load(fresh.map((r) => ({ ...r, purpose: r.purpose as KeyPurpose })));
   }
 
+  private checkedAt = 0;
+
+  /**
+   * Before sealing: make sure this process seals under the newest KEK even when another replica
+   * rotated it (the keyring in memory is only a cache of the keys table). `maxAgeMs` lets bulk
+   * operations check once per interval instead of once per value.
+   */
+  async ensureNewest(maxAgeMs = 0): Promise<void> {
+    const now = Date.now();
+    if (maxAgeMs > 0 && now - this.checkedAt < maxAgeMs) return;
+    this.checkedAt = now;
+    await this.refresh();
+  }
+
   async status(ctx: OpContext) {
     await this.core.authorize(ctx, 'key.read');
     await this.refresh();

@@ -31,7 +31,10 @@ const OWNER: InstanceRole[] = ['owner'];
 export const RULES = {
   'self.read': { anyUser: true, anyAgent: true },
   'status.read': { anyUser: true },
+  /** a person's own API tokens; an agent is authenticated but not a person: 403 */
   'token.manage': { anyUser: true },
+  /** a person's own email, password and session (PATCH /v1/auth/me, logout) */
+  'self.manage': { anyUser: true },
   'vault.list': { anyUser: true, anyAgent: true },
   'vault.create': { anyUser: true },
   'vault.update': { instance: ADMINS, vault: ['admin'] },

@@ -92,7 +92,10 @@ export function expandPreset(presetId: unknown, fields: unknown): Array<{ name: 
   if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) throw invalid('fields', 'must be an object of field values');
   const given = fields as Record<string, unknown>;
   for (const k of Object.keys(given)) {
-    if (!preset.fields.some((x) => x.key === k)) throw invalid(`fields.${k}`, `is not a field of the ${preset.label} preset (fields: ${preset.fields.map((x) => x.key).join(', ')})`);
+    if (preset.fields.some((x) => x.key === k)) continue;
+    // named only when it looks like a field key: a value pasted where the key goes is not echoed back
+    const field = /^[a-z][a-z0-9_]{0,63}$/.test(k) ? `fields.${k}` : 'fields';
+    throw invalid(field, `${field === 'fields' ? 'holds a key that' : ''} is not a field of the ${preset.label} preset (fields: ${preset.fields.map((x) => x.key).join(', ')})`.trim());
   }
   const out: Array<{ name: string; value: string; field: PresetField }> = [];
   for (const field of preset.fields) {

@@ -115,9 +115,9 @@ export function encodeCursor(name: string): string {
   return Buffer.from(name, 'utf8').toString('base64url');
 }
 
-function decodeCursor(c: string): string {
+function decodeCursor(c: string, field = 'cursor'): string {
   const s = Buffer.from(c, 'base64url').toString('utf8');
-  if (!s || s.length > LIMITS.secretName) throw invalid('cursor', 'is not a cursor this server returned');
+  if (!s || s.length > LIMITS.secretName) throw invalid(field, 'is not a cursor this server returned');
   return s;
 }
 
@@ -131,6 +131,7 @@ export class Secrets {
   }
 
   private async sealFor(vault: VaultRow, secretId: string, version: number, value: string) {
+    await this.core.keys.ensureNewest();
     return this.core.keyring.sealValue(vault.id, secretId, version, Buffer.from(value, 'utf8'));
   }
 
@@ -292,7 +293,7 @@ export class Secrets {
     const vault = direct?.vault ?? (await this.core.vaults.require(vaultName));
     await this.core.authorize(ctx, 'secret.read', vault, name);
     const found = direct ? { vault: direct.vault, row: direct } : await this.resolve(vault, name, version);
-    if (!found) throw version === undefined ? notFound('secret', name) : new LatchkeyError(404, 'version_not_found', `secret '${name}' has no version ${version}`);
+    if (!found) throw version === undefined ? notFound('secret', name) : new LatchkeyError(404, 'version_not_found', `secret '${name}' has no version ${version}`, 'version');
     const plain = await this.open(found.vault.id, found.row.version);
     await this.core.record(ctx, {
       action: 'secret.read', vault: found.vault.name, target: name,
@@ -328,6 +329,7 @@ export class Secrets {
   private async reseal(s: Store, vault: VaultRow, row: SecretWithCurrent, now: string): Promise<number> {
     const plain = await this.open(vault.id, row.version);
     try {
+      await this.core.keys.ensureNewest(1000);
       const sealed = this.core.keyring.sealValue(vault.id, row.secret.id, row.version.version, plain);
       await s.updateVersionSeal(row.secret.id, row.version.version, { ...sealed, rotated_at: now });
       await s.touchSecretRotated(row.secret.id, now);
@@ -361,7 +363,7 @@ export class Secrets {
     if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) throw invalid('limit', 'must be a positive whole number');
     const total = await this.core.store.countVaultSecrets(vault.id);
     const res: RotateAllResult = { vault: vault.name, rotated: 0, failed: 0, failed_names: [], total, next_cursor: null, done: false };
-    let cursor: string | null = opts.after ? decodeCursor(opts.after) : null;
+    let cursor: string | null = opts.after ? decodeCursor(opts.after, 'after') : null;
     for (;;) {
       const want = Math.min(ROTATE_BATCH, max - res.rotated - res.failed);
       if (want <= 0) break;

@@ -15,13 +15,21 @@ import { vaultRoutes } from './routes/vaults.js';
 import { accessRoutes, SESSION_COOKIE } from './routes/access.js';
 import { serviceRoutes } from './routes/services.js';
 import { proposalRoutes } from './routes/proposals.js';
+import { consoleRoutes } from './routes/console.js';
+import { baseUrlProxy } from '../proxy/base-url.js';
+import type { ProxyPipeline } from '../proxy/pipeline.js';
+import { securityPlugin, type SecurityOptions } from './security.js';
 
 export interface AppOptions {
+  /** the injection proxy's pipeline: serves the base-URL mode under /proxy/ (absent = no /proxy/ routes) */
+  proxy?: ProxyPipeline;
   logLevel?: string;
   /** a pino destination stream (tests capture the log) */
   logStream?: NodeJS.WritableStream;
   trustProxy?: boolean | string;
   https?: { cert: Buffer; key: Buffer } | null;
+  /** rate limits and their Redis (headers and CORS need no options) */
+  security?: Omit<SecurityOptions, 'tls'>;
 }
 
 /** Headers that carry credentials: never logged. */
@@ -55,6 +63,9 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     trustProxy: opts.trustProxy ?? false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
+    // secret names run to 128 characters (more once percent-encoded); router errors as problem+json
+    routerOptions: { maxParamLength: 512 },
+    frameworkErrors: (err: Error, req: { id: string }, reply: Parameters<typeof sendProblem>[0]) => sendProblem(reply, toProblem(err, req.id)),
     ...(opts.https ? { https: opts.https } : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
@@ -70,6 +81,8 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
       done(new LatchkeyError(400, 'malformed_json', 'the request body is not valid JSON', 'body'), undefined);
     }
   });
+  // JSON only: a text/plain body is refused with 415 rather than handed to validation as a string
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(zodValidatorCompiler as never);
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
@@ -86,6 +99,8 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
 
   const { default: cookie } = await import('@fastify/cookie');
   await app.register(cookie);
+  // headers, CORS, cross-origin and rate-limit checks: registered before the auth hook so they run first
+  await app.register(securityPlugin({ ...opts.security, tls: !!opts.https }));
   app.decorateRequest('ctx', null as never);
 
   app.addHook('onRequest', async (req, reply) => {
@@ -98,9 +113,10 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     try {
       req.ctx.principal = !token && cookieValue ? await core.auth.authenticateCookie(cookieValue) : await core.auth.authenticate(token);
     } catch (err) {
-      // a presented credential that is forged, expired, revoked or of the wrong kind is audited
-      if ((token || cookieValue) && err instanceof LatchkeyError) {
-        await core.record(req.ctx, { action: 'auth.failure', outcome: 'denied', details: { reason: err.code, credential: token ? (token.match(/^lk_[a-z]+_/)?.[0] ?? 'unknown') : 'cookie', path: req.url.split('?')[0] } });
+      // every refusal is audited: no credential, or one that is forged, expired, revoked or of the wrong kind
+      if (err instanceof LatchkeyError) {
+        const credential = token ? (token.match(/^lk_[a-z]+_/)?.[0] ?? 'unknown') : cookieValue ? 'cookie' : req.headers.authorization ? 'unknown' : 'none';
+        await core.record(req.ctx, { action: 'auth.failure', outcome: 'denied', details: { reason: err.code, credential, method: req.method, path: req.url.split('?')[0] } });
       }
       throw err;
     }
@@ -130,6 +146,12 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   await app.register(accessRoutes(core, { secureCookies: !!opts.https }));
   await app.register(serviceRoutes(core));
   await app.register(proposalRoutes(core));
+  // the web console at / (SPA fallback for paths outside /v1/ and /proxy/)
+  await app.register(consoleRoutes());
+  if (opts.proxy) {
+    opts.proxy.setLogger(app.log);
+    await app.register(baseUrlProxy(opts.proxy));
+  }
   return app;
 }
 

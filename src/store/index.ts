@@ -3,11 +3,12 @@
  * postgres:// URL. Migrations are applied by the caller (core/bootstrap) after the key check,
  * so a wrong master key writes nothing.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import type { DB } from './schema.js';
 import { KyselyStore } from './kysely-store.js';
+import { preparedCache, SettleWrites, WalSync } from './sqlite-durable.js';
 
 export type { Store } from './store.js';
 export { KyselyStore } from './kysely-store.js';
@@ -51,34 +52,23 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
   if (!path) throw new Error('no database: give a PostgreSQL URL or a SQLite path');
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const Database = (await import('better-sqlite3')).default;
+  // the database holds sealed values and hashes only, but it is nobody else's business: 0600
+  // (SQLite gives the -wal and -shm files the database file's mode)
+  closeSync(openSync(path, 'a', 0o600));
+  chmodSync(path, 0o600);
   const sqlite = new Database(path);
   sqlite.pragma('journal_mode = WAL');
-  // FULL: a commit is on disk before the caller is answered (audit rows are durable). Reads are
-  // group-committed by core, so the fsync is shared by every read in a batch.
-  sqlite.pragma('synchronous = FULL');
+  // NORMAL + an fdatasync of the WAL off the event loop before any caller goes on: as durable as
+  // FULL (nobody is answered before their commit is on disk) without stalling the server per commit
+  sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachingDatabase(sqlite) }) });
+  const wal = new WalSync(`${path}-wal`, sqlite);
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: preparedCache(sqlite, wal) }), plugins: [new SettleWrites(wal)] });
   // a second connection for plain reads (WAL readers do not wait for the writer)
   const readConn = new Database(path);
   readConn.pragma('busy_timeout = 5000');
   readConn.pragma('query_only = ON');
-  const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: cachingDatabase(readConn) }) });
-  return new KyselyStore('sqlite', path, db, db, false, reader);
-}
-
-/** Kysely prepares every query anew; this caches prepared statements by SQL text (bounded). */
-function cachingDatabase(conn: import('better-sqlite3').Database): never {
-  const cache = new Map<string, ReturnType<typeof conn.prepare>>();
-  return {
-    close: () => conn.close(),
-    prepare: (text: string) => {
-      let st = cache.get(text);
-      if (!st) {
-        st = conn.prepare(text);
-        if (cache.size < 1000) cache.set(text, st);
-      }
-      return st;
-    },
-  } as never;
+  const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: preparedCache(readConn) }) });
+  return new KyselyStore('sqlite', path, db, db, false, reader, wal, { reader: readConn, writer: sqlite, wrote: () => { wal.dirty = true; } });
 }

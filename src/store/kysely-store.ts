@@ -3,10 +3,11 @@
  * openStore() (dialect, pragmas) and the few places that name them explicitly (FOR UPDATE).
  */
 import { CompiledQuery, Kysely, Migrator, sql, type Compilable, type Transaction, type MigrationProvider, type Migration } from 'kysely';
+import type BetterSqlite3 from 'better-sqlite3';
 import type { Backend, DB } from './schema.js';
 import { migrations } from './schema.js';
 import type {
-  AgentRow, AuthFailureRow, GrantRow, MemberRow, ProposalRow, ServiceRow,
+  AgentRow, AuthFailureRow, GrantRow, MemberRow, ProposalRow, ProxyAuthRow, ProxyCaRow, ServiceRow,
   AuditHead, AuditQuery, AuditRow, KeyRow, SecretListQuery, SecretRow, SecretWithCurrent, Store, TokenRow,
   UserRow, VaultRow, VersionRow,
 } from './store.js';
@@ -49,11 +50,13 @@ function isEmptyPatch(patch: object): boolean {
 /**
  * Hot queries are built with Kysely once per backend and their SQL text reused: building and
  * compiling a query costs more than SQLite takes to run it. The first call checks that the
- * parameters the builder produced are exactly the ones passed, in order.
+ * parameters the builder produced are exactly the ones passed, in order. On SQLite the compiled
+ * text then runs as a cached prepared statement directly on the connection (synchronous, no
+ * driver round trip): same SQL, same connection Kysely would have used.
  */
 const HOT_SQL = new Map<string, string>();
 
-async function hot<R>(backend: Backend, db: Exec, key: string, params: readonly unknown[], build: () => Compilable<R>): Promise<R | undefined> {
+function hotSql(backend: Backend, key: string, params: readonly unknown[], build: () => Compilable<unknown>): string {
   const k = `${backend}:${key}`;
   let text = HOT_SQL.get(k);
   if (text === undefined) {
@@ -64,8 +67,25 @@ async function hot<R>(backend: Backend, db: Exec, key: string, params: readonly 
     text = c.sql;
     HOT_SQL.set(k, text);
   }
-  const r = await db.executeQuery<R>(CompiledQuery.raw(text, params as unknown[]));
-  return r.rows[0];
+  return text;
+}
+
+/** The raw SQLite connections behind the Kysely instances (the fast lane of hot queries). */
+export interface RawSqlite {
+  reader: BetterSqlite3.Database;
+  writer: BetterSqlite3.Database;
+  /** marks the writer dirty so the next commit is fsynced (sqlite-durable.ts) */
+  wrote(): void;
+}
+
+const STATEMENTS = new WeakMap<BetterSqlite3.Database, Map<string, BetterSqlite3.Statement>>();
+
+function statement(conn: BetterSqlite3.Database, text: string): BetterSqlite3.Statement {
+  let m = STATEMENTS.get(conn);
+  if (!m) STATEMENTS.set(conn, (m = new Map()));
+  let st = m.get(text);
+  if (!st) m.set(text, (st = conn.prepare(text)));
+  return st;
 }
 
 const versionMetaColumns = ['secret_id', 'version', 'kek_version', 'created_at', 'created_by', 'rotated_at'] as const;
@@ -82,6 +102,10 @@ export class KyselyStore implements Store {
     private readonly root: Kysely<DB>,
     private readonly inTx = false,
     private readonly reader: Kysely<DB> = root,
+    /** SQLite: resolves once the last commit is on disk (see sqlite-durable.ts) */
+    private readonly durable: { settle(): Promise<void>; close(): Promise<void> } | null = null,
+    /** SQLite: the raw connections, for hot queries */
+    private readonly raw: RawSqlite | null = null,
   ) {}
 
   /** Where a read goes: the transaction when in one, else the read connection. */
@@ -89,14 +113,34 @@ export class KyselyStore implements Store {
     return this.inTx ? this.db : this.reader;
   }
 
+  /** Runs a hot query (see hotSql) on the read side (`r`) or the writer (`w`, in a transaction); first row. */
+  private async hot<R>(side: 'r' | 'w', key: string, params: readonly unknown[], build: () => Compilable<R>): Promise<R | undefined> {
+    const text = hotSql(this.backend, key, params, build);
+    const raw = this.raw;
+    if (raw) {
+      const conn = side === 'w' || this.inTx ? raw.writer : raw.reader;
+      const st = statement(conn, text);
+      if (st.reader) return st.get(...(params as unknown[])) as R | undefined;
+      st.run(...(params as unknown[]));
+      raw.wrote();
+      if (!this.inTx) await this.durable?.settle();
+      return undefined;
+    }
+    const r = await (side === 'w' ? this.db : this.r).executeQuery<R>(CompiledQuery.raw(text, params as unknown[]));
+    return r.rows[0];
+  }
+
   async tx<T>(fn: (s: Store) => Promise<T>): Promise<T> {
     if (this.inTx) return fn(this);
-    return this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx, this.root, true, this.reader)));
+    const out = await this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx, this.root, true, this.reader, null, this.raw)));
+    if (this.durable) await this.durable.settle();
+    return out;
   }
 
   async close(): Promise<void> {
     if (this.inTx) return;
     if (this.reader !== this.root) await this.reader.destroy();
+    await this.durable?.close();
     await this.root.destroy();
   }
 
@@ -146,7 +190,7 @@ export class KyselyStore implements Store {
   // ---- vaults
 
   async getVault(name: string): Promise<VaultRow | null> {
-    return (await hot(this.backend, this.r, 'vaultByName', [name], () => this.r.selectFrom('vaults').selectAll().where('name', '=', name))) ?? null;
+    return (await this.hot('r', 'vaultByName', [name], () => this.r.selectFrom('vaults').selectAll().where('name', '=', name))) ?? null;
   }
 
   async getVaultById(id: string): Promise<VaultRow | null> {
@@ -204,7 +248,7 @@ export class KyselyStore implements Store {
 
   async getVaultSecretValueRow(vaultName: string, name: string, version?: number): Promise<(SecretWithCurrent & { vault: VaultRow }) | null> {
     const params = version === undefined ? [vaultName, name] : [vaultName, name, version];
-    const r = await hot(this.backend, this.r, version === undefined ? 'vaultSecretCurrent' : 'vaultSecretVersion', params, () => this.r.selectFrom('vaults as vt')
+    const r = await this.hot('r', version === undefined ? 'vaultSecretCurrent' : 'vaultSecretVersion', params, () => this.r.selectFrom('vaults as vt')
       .innerJoin('secrets as s', 's.vault_id', 'vt.id')
       .innerJoin('secret_versions as v', 'v.secret_id', 's.id')
       .selectAll('s')
@@ -322,7 +366,7 @@ export class KyselyStore implements Store {
   // ---- audit
 
   async lockAuditHead(): Promise<AuditHead> {
-    const head = await hot(this.backend, this.db, 'lockAuditHead', [1], () => {
+    const head = await this.hot('w', 'lockAuditHead', [1], () => {
       const q = this.db.selectFrom('audit_head').selectAll().where('id', '=', 1);
       return this.backend === 'postgres' ? q.forUpdate() : q;
     });
@@ -335,6 +379,16 @@ export class KyselyStore implements Store {
   }
 
   async insertAuditEvents(rows: AuditRow[]): Promise<void> {
+    if (this.raw && this.inTx && rows.length) {
+      // one prepared single-row insert, run per row inside the open transaction
+      const first = rows[0]!;
+      const cols = Object.keys(first) as Array<keyof AuditRow>;
+      const text = hotSql(this.backend, `insertAudit:${cols.join(',')}`, cols.map((c) => first[c]), () => this.db.insertInto('audit_events').values(first));
+      const st = statement(this.raw.writer, text);
+      for (const r of rows) st.run(...cols.map((c) => r[c]));
+      this.raw.wrote();
+      return;
+    }
     // SQLite limits bound parameters per statement; 13 columns x 500 rows stays well inside it.
     for (let i = 0; i < rows.length; i += 500) {
       await this.db.insertInto('audit_events').values(rows.slice(i, i + 500)).execute();
@@ -342,7 +396,7 @@ export class KyselyStore implements Store {
   }
 
   async setAuditHead(seq: number, hash: string): Promise<void> {
-    await hot(this.backend, this.db, 'setAuditHead', [seq, hash, 1], () => this.db.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1));
+    await this.hot('w', 'setAuditHead', [seq, hash, 1], () => this.db.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1));
   }
 
   queryAudit(q: AuditQuery): Promise<AuditRow[]> {
@@ -417,7 +471,7 @@ export class KyselyStore implements Store {
   }
 
   async getTokenWithUser(hash: string): Promise<{ token: TokenRow; user: UserRow | null } | null> {
-    const r = await hot(this.backend, this.r, 'tokenWithUser', [hash], () => this.r.selectFrom('tokens as t')
+    const r = await this.hot('r', 'tokenWithUser', [hash], () => this.r.selectFrom('tokens as t')
       .leftJoin('users as u', 'u.id', 't.user_id')
       .selectAll('t')
       .select(['u.email as u_email', 'u.password_hash as u_password_hash', 'u.role as u_role', 'u.disabled as u_disabled', 'u.created_at as u_created_at', 'u.updated_at as u_updated_at', 'u.id as u_id'])
@@ -501,7 +555,7 @@ export class KyselyStore implements Store {
   }
 
   async getMemberRole(vaultId: string, kind: string, memberId: string): Promise<string | null> {
-    const r = await hot(this.backend, this.r, 'memberRole', [vaultId, kind, memberId], () => this.r.selectFrom('vault_members').select('role')
+    const r = await this.hot('r', 'memberRole', [vaultId, kind, memberId], () => this.r.selectFrom('vault_members').select('role')
       .where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId));
     return r?.role ?? null;
   }
@@ -599,6 +653,79 @@ export class KyselyStore implements Store {
 
   // ---- login throttling
 
+  // ---- the injection proxy
+
+  async getProxyAuth(tokenHash: string, vaultName: string, service: string | null = null, now = new Date().toISOString()): Promise<ProxyAuthRow | null> {
+    const withService = service !== null;
+    const build = () => {
+      let q = this.r.selectFrom('tokens as t')
+        .leftJoin('agents as a', 'a.id', 't.agent_id')
+        .leftJoin('vaults as vt', (j) => j.on('vt.name', '=', vaultName))
+        .leftJoin('vault_members as m', (j) => j.onRef('m.vault_id', '=', 'vt.id').on('m.kind', '=', sql.lit('agent')).onRef('m.member_id', '=', 't.agent_id'))
+        .selectAll('t')
+        .select(['a.id as a_id', 'a.name as a_name', 'a.status as a_status', 'a.description as a_description', 'a.created_by as a_created_by', 'a.created_at as a_created_at', 'a.revoked_at as a_revoked_at'])
+        .select(['vt.id as vt_id', 'vt.name as vt_name', 'vt.description as vt_description', 'vt.fallback as vt_fallback', 'vt.passthrough as vt_passthrough', 'vt.created_at as vt_created_at', 'vt.updated_at as vt_updated_at'])
+        .select(['m.role as m_role']);
+      if (withService) {
+        q = q.leftJoin('services as s', (j) => j.onRef('s.vault_id', '=', 'vt.id').on('s.name', '=', service))
+          .select(['s.id as s_id', 's.name as s_name', 's.host as s_host', 's.path_prefix as s_path_prefix', 's.port as s_port', 's.auth as s_auth', 's.methods as s_methods', 's.path_prefixes as s_path_prefixes',
+            's.quota_per_minute as s_quota_per_minute', 's.enabled as s_enabled', 's.description as s_description', 's.created_at as s_created_at', 's.updated_at as s_updated_at'])
+          .select((eb) => eb.selectFrom('grants as g').select('g.id')
+            .whereRef('g.vault_id', '=', 'vt.id').whereRef('g.agent_id', '=', 't.agent_id').where('g.kind', '=', sql.lit('service')).whereRef('g.target', '=', 's.name')
+            .where('g.mode', '=', sql.lit('use')).where('g.status', '=', sql.lit('approved'))
+            .where((w) => w.or([w('g.expires_at', 'is', null), w('g.expires_at', '>', now)]))
+            .orderBy('g.created_at', 'desc').limit(sql.lit(1)).as('grant_id'));
+      }
+      return q.where('t.hash', '=', tokenHash);
+    };
+    const params = withService ? [now, vaultName, service, tokenHash] : [vaultName, tokenHash];
+    const r = (await this.hot('r', withService ? 'proxyAuthService' : 'proxyAuth', params, build as () => Compilable<Record<string, unknown>>)) as Record<string, any> | undefined;
+    if (!r) return null;
+    return {
+      token: {
+        id: r.id, kind: r.kind, hash: r.hash, name: r.name, user_id: r.user_id, agent_id: r.agent_id, vault_id: r.vault_id, expires_at: r.expires_at,
+        revoked_at: r.revoked_at, created_at: r.created_at, last_used_at: r.last_used_at,
+      },
+      agent: r.a_id ? { id: r.a_id, name: r.a_name, status: r.a_status, description: r.a_description ?? null, created_by: r.a_created_by, created_at: r.a_created_at, revoked_at: r.a_revoked_at ?? null } : null,
+      vault: r.vt_id ? { id: r.vt_id, name: r.vt_name, description: r.vt_description ?? null, fallback: r.vt_fallback, passthrough: Number(r.vt_passthrough), created_at: r.vt_created_at, updated_at: r.vt_updated_at } : null,
+      role: r.m_role ?? null,
+      service: r.s_id
+        ? {
+          id: r.s_id, vault_id: r.vt_id, name: r.s_name, host: r.s_host, path_prefix: r.s_path_prefix ?? null, port: r.s_port === null ? null : Number(r.s_port), auth: r.s_auth,
+          methods: r.s_methods, path_prefixes: r.s_path_prefixes, quota_per_minute: r.s_quota_per_minute === null ? null : Number(r.s_quota_per_minute), enabled: Number(r.s_enabled),
+          description: r.s_description ?? null, created_at: r.s_created_at, updated_at: r.s_updated_at,
+        }
+        : null,
+      grantId: r.grant_id ?? null,
+    };
+  }
+
+  async getProxyService(vaultId: string, agentId: string, service: string, now: string): Promise<{ service: ServiceRow; grantId: string | null } | null> {
+    const r = await this.hot('r', 'proxyService', [agentId, now, vaultId, service], () => this.r.selectFrom('services as s')
+      .selectAll('s')
+      .select((eb) => eb.selectFrom('grants as g').select('g.id')
+        .whereRef('g.vault_id', '=', 's.vault_id').where('g.agent_id', '=', agentId).where('g.kind', '=', sql.lit('service')).whereRef('g.target', '=', 's.name')
+        .where('g.mode', '=', sql.lit('use')).where('g.status', '=', sql.lit('approved'))
+        .where((w) => w.or([w('g.expires_at', 'is', null), w('g.expires_at', '>', now)]))
+        .orderBy('g.created_at', 'desc').limit(sql.lit(1)).as('grant_id'))
+      .where('s.vault_id', '=', vaultId).where('s.name', '=', service));
+    if (!r) return null;
+    const { grant_id, ...row } = r as ServiceRow & { grant_id: string | null };
+    return { service: row, grantId: grant_id ?? null };
+  }
+
+  async bumpProxyQuota(vaultId: string, service: string, agentId: string, win: number): Promise<number> {
+    const r = await this.db.insertInto('proxy_quota').values({ vault_id: vaultId, service, agent_id: agentId, win, count: 1 })
+      .onConflict((oc) => oc.columns(['vault_id', 'service', 'agent_id', 'win']).doUpdateSet({ count: sql<number>`proxy_quota.count + 1` }))
+      .returning('count').executeTakeFirstOrThrow();
+    return Number(r.count);
+  }
+
+  async pruneProxyQuota(beforeWin: number): Promise<number> {
+    const r = await this.db.deleteFrom('proxy_quota').where('win', '<', beforeWin).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
   async getAuthFailure(key: string): Promise<AuthFailureRow | null> {
     return (await this.r.selectFrom('auth_failures').selectAll().where('key', '=', key).executeTakeFirst()) ?? null;
   }
@@ -611,5 +738,15 @@ export class KyselyStore implements Store {
 
   async clearAuthFailure(key: string): Promise<void> {
     await this.db.deleteFrom('auth_failures').where('key', '=', key).execute();
+  }
+
+  // ---- the forward proxy's CA
+
+  async getProxyCa(): Promise<ProxyCaRow | null> {
+    return (await this.r.selectFrom('proxy_ca').selectAll().orderBy('created_at').executeTakeFirst()) ?? null;
+  }
+
+  async insertProxyCa(row: ProxyCaRow): Promise<void> {
+    await guardUnique(this.db.insertInto('proxy_ca').values(row).execute());
   }
 }

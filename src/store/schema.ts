@@ -178,6 +178,25 @@ export interface AuthFailuresTable {
   locked_until: string | null;
 }
 
+/** The instance CA of the forward proxy (one row): its certificate, and its private key sealed under the keyring. */
+export interface ProxyCaTable {
+  id: string;
+  cert_pem: string;
+  /** PKCS#8 private key sealed with Keyring.sealBlob('proxy-ca', 'instance', id) */
+  sealed_key: Uint8Array;
+  created_at: string;
+}
+
+/** Proxy request quotas: one counter per (vault, service, agent, minute), shared by replicas. */
+export interface ProxyQuotaTable {
+  vault_id: string;
+  service: string;
+  agent_id: string;
+  /** the minute: floor(epoch ms / 60000) */
+  win: number;
+  count: number;
+}
+
 export interface DB {
   meta: MetaTable;
   keys: KeysTable;
@@ -194,6 +213,8 @@ export interface DB {
   services: ServicesTable;
   proposals: ProposalsTable;
   auth_failures: AuthFailuresTable;
+  proxy_ca: ProxyCaTable;
+  proxy_quota: ProxyQuotaTable;
 }
 
 export type Backend = 'sqlite' | 'postgres';
@@ -386,6 +407,36 @@ export function migrations(backend: Backend): Record<string, Migration> {
           .addColumn('failures', 'integer', (c) => c.notNull())
           .addColumn('window_start', 'text', (c) => c.notNull())
           .addColumn('locked_until', 'text')
+          .execute();
+      },
+      async down() {
+        throw new Error('downgrades are not supported');
+      },
+    },
+    '0003_proxy_quota': {
+      async up(db: Kysely<any>) {
+        await db.schema.createTable('proxy_quota')
+          .addColumn('vault_id', 'text', (c) => c.notNull())
+          .addColumn('service', 'text', (c) => c.notNull())
+          .addColumn('agent_id', 'text', (c) => c.notNull())
+          .addColumn('win', big, (c) => c.notNull())
+          .addColumn('count', 'integer', (c) => c.notNull())
+          .addPrimaryKeyConstraint('proxy_quota_pk', ['vault_id', 'service', 'agent_id', 'win'])
+          .execute();
+        await db.schema.createIndex('proxy_quota_win').on('proxy_quota').columns(['win']).execute();
+      },
+      async down() {
+        throw new Error('downgrades are not supported');
+      },
+    },
+    '0004_proxy_ca': {
+      async up(db: Kysely<any>) {
+        // a single row (id 'instance'): the primary key makes a concurrent second creator fail, not duplicate
+        await db.schema.createTable('proxy_ca')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('cert_pem', 'text', (c) => c.notNull())
+          .addColumn('sealed_key', bin, (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
           .execute();
       },
       async down() {

@@ -23,6 +23,20 @@ export type GrantRow = Row<'grants'>;
 export type ServiceRow = Row<'services'>;
 export type ProposalRow = Row<'proposals'>;
 export type AuthFailureRow = Row<'auth_failures'>;
+export type ProxyCaRow = Row<'proxy_ca'>;
+
+export interface ProxyAuthRow {
+  token: TokenRow;
+  /** the token's agent (null for people's tokens or a dangling agent id) */
+  agent: AgentRow | null;
+  vault: VaultRow | null;
+  /** the agent's role in that vault, null when it is not a member */
+  role: string | null;
+  /** the named service (when one was asked for and exists) */
+  service: ServiceRow | null;
+  /** the agent's `use` grant on that service, if approved and unexpired */
+  grantId: string | null;
+}
 
 export interface SecretListQuery {
   vaultId: string;
@@ -164,10 +178,29 @@ export interface Store {
   /** pending -> approved/rejected/expired exactly once: false when another decision got there first. */
   transitionProposal(id: string, patch: Partial<ProposalRow> & { status: string }): Promise<boolean>;
 
+  // the injection proxy (hot path)
+  /**
+   * One query: the token by its hash with its agent, the vault by name, the agent's membership in
+   * it and, when `service` is given, that service of the vault and the id of the newest approved,
+   * unexpired `use` grant of the agent on it. Null when no token has that hash.
+   */
+  getProxyAuth(tokenHash: string, vaultName: string, service?: string | null, now?: string): Promise<ProxyAuthRow | null>;
+  /** A service of a vault with the newest approved, unexpired `use` grant of the agent on it (one query). */
+  getProxyService(vaultId: string, agentId: string, service: string, now: string): Promise<{ service: ServiceRow; grantId: string | null } | null>;
+  /** Adds one to the (vault, service, agent, minute) counter and returns the new count (one statement, replica-safe). */
+  bumpProxyQuota(vaultId: string, service: string, agentId: string, win: number): Promise<number>;
+  /** Deletes counters of minutes before `win`. */
+  pruneProxyQuota(beforeWin: number): Promise<number>;
+
   // login throttling
   getAuthFailure(key: string): Promise<AuthFailureRow | null>;
   putAuthFailure(row: AuthFailureRow): Promise<void>;
   clearAuthFailure(key: string): Promise<void>;
+
+  // the forward proxy's instance CA (one row, shared by every replica)
+  getProxyCa(): Promise<ProxyCaRow | null>;
+  /** Inserts the CA row; UniqueViolation when another creator got there first. */
+  insertProxyCa(row: ProxyCaRow): Promise<void>;
 }
 
 /** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Checkpoint } from '../../core/audit.js';
 import type { Core } from '../../core/core.js';
 import { invalid } from '../../core/errors.js';
-import { type App, type Req } from '../http.js';
+import { intQuery, type App, type Req } from '../http.js';
 
 const time = z.string().max(40);
 const query = z.strictObject({
@@ -16,7 +16,7 @@ const query = z.strictObject({
   since: time.optional(),
   until: time.optional(),
   q: z.string().max(256).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  limit: intQuery(1, 1000).optional(),
   cursor: z.string().regex(/^[0-9]{1,15}$/).optional(),
 });
 const checkpoint = z.strictObject({ seq: z.number().int().min(0), hash: z.string().max(128), ts: z.string().max(40), mac: z.string().max(128) });

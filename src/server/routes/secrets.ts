@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Core } from '../../core/core.js';
 import { CATEGORIES } from '../../core/names.js';
 import type { CreateInput, PutInput } from '../../core/secrets.js';
-import { cursorQuery, secretParam, vaultParam, type App, type Req } from '../http.js';
+import { cursorQuery, intQuery, secretParam, vaultParam, type App, type Req } from '../http.js';
 
 const category = z.enum(CATEGORIES);
 const tags = z.array(z.string().max(64)).max(32);
@@ -27,7 +27,9 @@ const putBody = z.strictObject({
   tags: tags.optional(),
 });
 const listQuery = z.strictObject({ category: category.optional(), prefix: z.string().max(128).optional(), q: z.string().max(256).optional(), ...cursorQuery });
-const valueQuery = z.strictObject({ version: z.coerce.number().int().min(1).optional() });
+const valueQuery = z.strictObject({ version: intQuery(1, Number.MAX_SAFE_INTEGER).optional() });
+/** rotate takes no body (an empty one, or `{}`) */
+const noBody = z.strictObject({}).optional();
 const rollbackBody = z.strictObject({ version: z.number().int().min(1) });
 const rotateAllBody = z.strictObject({ after: z.string().max(512).optional(), limit: z.number().int().min(1).max(1_000_000).optional() }).optional();
 
@@ -64,7 +66,7 @@ export function secretRoutes(core: Core) {
     app.delete('/v1/vaults/:vault/secrets/:name', { schema: { summary: 'Delete permanently, all versions', tags: ['secrets'], params: secretParam } },
       async (req: Req<unknown, unknown, P>) => core.secrets.delete(req.ctx, req.params.vault, req.params.name));
 
-    app.post('/v1/vaults/:vault/secrets/:name/rotate', { schema: { summary: 'Re-encrypt under a fresh data key; the value does not change', tags: ['secrets'], params: secretParam } },
+    app.post('/v1/vaults/:vault/secrets/:name/rotate', { schema: { summary: 'Re-encrypt under a fresh data key; the value does not change', tags: ['secrets'], params: secretParam, body: noBody } },
       async (req: Req<unknown, unknown, P>) => core.secrets.rotate(req.ctx, req.params.vault, req.params.name));
 
     app.post('/v1/vaults/:vault/secrets/:name/rollback', { schema: { summary: 'New version holding the value of an older one', tags: ['secrets'], params: secretParam, body: rollbackBody } },

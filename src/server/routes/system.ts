@@ -8,7 +8,7 @@ export function systemRoutes(core: Core) {
   return async (app: App) => {
     app.get('/v1/health', { config: { public: true }, schema: { summary: 'Liveness (no auth)', tags: ['system'] } }, async () => ({ status: 'ok', version: core.info.version }));
 
-    app.get('/v1/status', { schema: { summary: 'Storage backend, counts by category, keys, last rotation, audit head', tags: ['system'] } }, async (req) => {
+    app.get('/v1/status', { schema: { summary: 'Storage backend, counts by category, keys, last rotation, audit head', tags: ['system'], querystring: z.strictObject({}) } }, async (req) => {
       await core.authorize(req.ctx, 'status.read');
       const [counts, vaults, head, events] = await Promise.all([core.store.countSecrets(), core.store.listVaults(), core.store.getAuditHead(), core.store.countAudit()]);
       return {

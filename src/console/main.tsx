@@ -1,0 +1,10 @@
+/** Entry: mounts the console. Styles come from styles.css through a <link> (CSP style-src 'self'). */
+import { StrictMode } from 'react';
+import { createRoot } from 'react-dom/client';
+import { App } from './App';
+
+createRoot(document.getElementById('root')!).render(
+  <StrictMode>
+    <App />
+  </StrictMode>,
+);

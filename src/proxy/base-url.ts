@@ -1,0 +1,78 @@
+/**
+ * Base-URL mode on the control plane: `/proxy/<vault>/<service>/<path>` is forwarded to the
+ * service's host over HTTPS with the credential injected. An unmodified SDK works by setting its
+ * base URL to `http://127.0.0.1:7470/proxy/<vault>/<service>` (plus the API's own prefix, like
+ * `/v1`) and using the agent token as its API key.
+ *
+ * The route hijacks the reply in its onRequest hook, before Fastify reads the body: the raw
+ * request stream goes to the pipeline untouched (no parsing, no body limit, no buffering).
+ * WebSocket upgrades under `/proxy/` are taken from the HTTP server's `upgrade` event.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { agentTokenFrom } from './headers.js';
+import { ProxyError, type ProxyPipeline, type ProxyTarget } from './pipeline.js';
+
+export const BASE_PREFIX = '/proxy/';
+
+/** `/proxy/<vault>/<service>[/rest][?query]` -> its parts; null if the vault or service is missing. */
+export function parseBaseUrl(url: string): { vault: string; service: string; path: string } | null {
+  if (!url.startsWith(BASE_PREFIX)) return null;
+  const rest = url.slice(BASE_PREFIX.length);
+  const m = /^([^/?#]+)\/([^/?#]+)([/?][^#]*)?$/.exec(rest);
+  if (!m) return null;
+  let vault: string;
+  let service: string;
+  try {
+    vault = decodeURIComponent(m[1]!);
+    service = decodeURIComponent(m[2]!);
+  } catch {
+    return null;
+  }
+  let path = m[3] ?? '/';
+  if (path.startsWith('?')) path = '/' + path;
+  return { vault, service, path };
+}
+
+function target(req: IncomingMessage, ip: string): ProxyTarget | null {
+  const parts = parseBaseUrl(req.url ?? '');
+  if (!parts) return null;
+  const h = req.headers['x-latchkey-host'];
+  return {
+    mode: 'base', token: agentTokenFrom(req.headers), vault: parts.vault, service: parts.service, scheme: 'https',
+    host: typeof h === 'string' ? h.trim() : '', port: 443, path: parts.path, clientIp: ip,
+  };
+}
+
+const BAD_PATH = new ProxyError(404, 'proxy_path', 'a base-URL proxy path is /proxy/<vault>/<service>/<path>', 'set your SDK\'s base URL to http://<latchkey>/proxy/<vault>/<service> (plus the API\'s own prefix, like /v1)');
+
+export function baseUrlProxy(pipeline: ProxyPipeline) {
+  return async function baseUrlProxyPlugin(app: FastifyInstance): Promise<void> {
+    const onRequest = async (req: FastifyRequest, reply: FastifyReply) => {
+      reply.hijack();
+      const t = target(req.raw, req.ip);
+      if (!t) {
+        req.raw.resume();
+        pipeline.respondError(reply.raw, BAD_PATH, 'base');
+        return;
+      }
+      await pipeline.handle(t, req.raw, reply.raw);
+    };
+    app.all('/proxy/*', { onRequest, schema: { hide: true } }, async () => undefined);
+
+    app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (!(req.url ?? '').startsWith(BASE_PREFIX)) {
+        // nobody else serves upgrades on the control plane
+        if (app.server.listenerCount('upgrade') === 1) socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        return;
+      }
+      const t = target(req, req.socket.remoteAddress ?? '');
+      if (!t) {
+        pipeline.writeSocketError(socket, BAD_PATH, 'base');
+        return;
+      }
+      void pipeline.handleUpgrade(t, req, socket, head);
+    });
+  };
+}

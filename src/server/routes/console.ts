@@ -1,0 +1,106 @@
+/**
+ * The web console: the built single-page app (vite build -> dist/console) served at `/`, with a
+ * strict Content-Security-Policy (scripts and styles only from files of this origin; no inline
+ * script or style, no framing, no referrer: approval links carry a token in their query).
+ * Hashed assets are cached for good; index.html never. Any other GET path outside /v1/ and
+ * /proxy/ is a console route and answers with index.html (the SPA fallback).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../http.js';
+
+export const CONSOLE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "manifest-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'Content-Security-Policy': CONSOLE_CSP,
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Permissions-Policy': 'camera=(), microphone=(), geolocation=(), payment=()',
+};
+
+/** Paths the console never answers: the API and the base-URL proxy keep their own 404s. */
+const NOT_CONSOLE = /^\/(v1|proxy)(\/|$|\?)/;
+
+/** dist/console of this package, found from this file (src/server/routes under tsx or vitest; dist/src/server/routes when built). */
+export function findConsoleDir(from = dirname(fileURLToPath(import.meta.url))): string | null {
+  let dir = from;
+  for (let i = 0; i < 8; i++) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'latchkey') {
+          const out = join(dir, 'dist', 'console');
+          return existsSync(join(out, 'index.html')) ? out : null;
+        }
+      } catch {
+        // not ours; keep walking up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return null;
+}
+
+const NOT_BUILT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Latchkey</title></head>
+<body><h1>Latchkey</h1><p>The web console is not built. Run <code>npm run build</code> in the package directory and restart the server.
+The API at <code>/v1</code> and the CLI work without it.</p></body></html>`;
+
+export function consoleRoutes(opts: { dir?: string | null } = {}) {
+  return async (app: App) => {
+    const dir = opts.dir === undefined ? findConsoleDir() : opts.dir;
+
+    // the server's security plugin (helmet) may have set these already, on the raw response: that policy stands
+    app.addHook('onSend', async (req, reply, payload) => {
+      if (NOT_CONSOLE.test(req.url)) return payload;
+      for (const [k, v] of Object.entries(SECURITY_HEADERS)) if (!reply.raw.hasHeader(k) && !reply.hasHeader(k)) reply.header(k, v);
+      return payload;
+    });
+
+    const sendIndex = (reply: FastifyReply) => {
+      reply.header('Cache-Control', 'no-store');
+      if (!dir) return reply.code(503).type('text/html; charset=utf-8').send(NOT_BUILT);
+      return reply.type('text/html; charset=utf-8').sendFile('index.html', dir, { cacheControl: false });
+    };
+
+    if (dir) {
+      const { default: fastifyStatic } = await import('@fastify/static');
+      // one route per built file (no wildcard: the SPA fallback below owns every other path)
+      await app.register(fastifyStatic, {
+        root: dir,
+        wildcard: false,
+        index: false,
+        serveDotFiles: false,
+        cacheControl: false,
+        setHeaders: (res, path) => {
+          res.setHeader('Cache-Control', /[\\/]assets[\\/]/.test(path) ? 'public, max-age=31536000, immutable' : 'no-cache');
+        },
+      });
+    }
+
+    app.get('/', { schema: { hide: true } }, async (_req, reply) => sendIndex(reply));
+    app.get('/*', { schema: { hide: true } }, async (req: FastifyRequest, reply) => {
+      if (NOT_CONSOLE.test(req.url)) return reply.callNotFound();
+      // a missing asset is a 404, not the app (a stale index.html would otherwise load HTML as script)
+      if (req.url.startsWith('/assets/')) return reply.callNotFound();
+      return sendIndex(reply);
+    });
+  };
+}

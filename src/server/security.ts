@@ -1,0 +1,409 @@
+/**
+ * The control plane's perimeter, as one plugin: security headers (@fastify/helmet), a closed CORS
+ * policy with a cross-origin check for cookie-authenticated writes, and tiered rate limits
+ * (@fastify/rate-limit), counted in memory or, with a Redis URL, shared by every replica.
+ *
+ * Rate-limit tiers (all fixed windows; `max` 0 turns a tier off):
+ *   global    per client IP, every request that is not authenticated by a credential
+ *             (no token or cookie presented, public routes, static files), checked before auth
+ *   actor     per authenticated person or agent (key = actor id), checked after auth
+ *   login     per IP, POST /v1/auth/login (in addition to the per-account lockout in core/auth.ts)
+ *   token     per IP, presented credentials that fail authentication (401s); once over, every
+ *             credentialed request from that IP is refused before authentication for the window
+ *   proposal  per actor, POST /v1/vaults/:vault/proposals
+ *   request   per agent, POST /v1/vaults/:vault/grants (an agent's access request)
+ *   approval  per IP, GET /v1/proposals/approval?token=
+ *
+ * Redis down: requests are still served, counted in this process's memory instead, with a
+ * warning in the log (at most one every 30 s) — fail open to per-replica limits, never to none.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type {} from '@fastify/rate-limit';
+import { LatchkeyError, StartupError } from '../core/errors.js';
+import { problem } from './http.js';
+import { SESSION_COOKIE } from './routes/access.js';
+
+// ---------------------------------------------------------------- configuration
+
+export interface Limit {
+  /** requests per window; 0 = this tier is off */
+  max: number;
+  windowMs: number;
+}
+
+export const RATE_TIERS = ['global', 'actor', 'login', 'token', 'proposal', 'request', 'approval'] as const;
+export type RateTier = (typeof RATE_TIERS)[number];
+export type RateLimits = Record<RateTier, Limit>;
+
+const MIN = 60_000;
+export const DEFAULT_RATE_LIMITS: Readonly<RateLimits> = Object.freeze({
+  global: { max: 600, windowMs: MIN },
+  actor: { max: 6000, windowMs: MIN },
+  login: { max: 10, windowMs: MIN },
+  token: { max: 30, windowMs: MIN },
+  proposal: { max: 30, windowMs: MIN },
+  request: { max: 30, windowMs: MIN },
+  approval: { max: 60, windowMs: MIN },
+});
+
+/** `600` (per minute), `600/1m`, `20/30s`, `5000/1h`, `0` or `off`. */
+export function parseLimit(text: string, what: string): Limit {
+  const t = text.trim().toLowerCase();
+  if (t === 'off' || t === '0') return { max: 0, windowMs: MIN };
+  const m = /^(\d{1,9})(?:\s*\/\s*(\d{1,6})?\s*(ms|s|m|h))?$/.exec(t);
+  if (!m) throw new StartupError(`${what} must be a number of requests per minute, or N/<window> such as 20/30s, 600/1m, 5000/1h, or off`, 2);
+  const unit = { ms: 1, s: 1000, m: MIN, h: 60 * MIN }[(m[3] ?? 'm') as 'ms' | 's' | 'm' | 'h'];
+  const windowMs = (m[2] === undefined ? 1 : Number(m[2])) * unit;
+  if (windowMs < 1000 || windowMs > 24 * 60 * MIN) throw new StartupError(`${what}: the window must be between 1 s and 24 h`, 2);
+  return { max: Number(m[1]), windowMs };
+}
+
+/**
+ * Limits from the environment: LATCHKEY_RATE_LIMIT=off turns every tier off;
+ * LATCHKEY_RATE_LIMIT_<TIER> (GLOBAL, ACTOR, LOGIN, TOKEN, PROPOSAL, REQUEST, APPROVAL) sets one.
+ */
+export function rateLimitsFromEnv(env: NodeJS.ProcessEnv): Partial<RateLimits> {
+  const out: Partial<RateLimits> = {};
+  const all = env.LATCHKEY_RATE_LIMIT?.trim().toLowerCase();
+  if (all) {
+    if (all !== 'off' && all !== 'on') throw new StartupError('LATCHKEY_RATE_LIMIT must be on or off (set tiers with LATCHKEY_RATE_LIMIT_<TIER>)', 2);
+    if (all === 'off') for (const t of RATE_TIERS) out[t] = { max: 0, windowMs: MIN };
+  }
+  for (const t of RATE_TIERS) {
+    const name = `LATCHKEY_RATE_LIMIT_${t.toUpperCase()}`;
+    const v = env[name];
+    if (v !== undefined && v.trim() !== '') out[t] = parseLimit(v, name);
+  }
+  return out;
+}
+
+export interface SecurityOptions {
+  /** the control plane is served over TLS: HSTS is sent */
+  tls: boolean;
+  /** overrides per tier (merged over DEFAULT_RATE_LIMITS) */
+  rateLimits?: Partial<RateLimits>;
+  /** share counters through this Redis (redis:// or rediss://) */
+  redisUrl?: string | null;
+  /** key prefix in Redis (default `latchkey:rl:`) */
+  redisPrefix?: string;
+}
+
+// ---------------------------------------------------------------- headers
+
+export const CONTENT_SECURITY_POLICY = {
+  'default-src': ["'self'"],
+  'script-src': ["'self'"],
+  'style-src': ["'self'"],
+  'img-src': ["'self'", 'data:'],
+  'connect-src': ["'self'"],
+  'frame-ancestors': ["'none'"],
+  'base-uri': ["'none'"],
+  'form-action': ["'self'"],
+  'object-src': ["'none'"],
+};
+
+/** Powerful browser features the console never uses, denied to it and to anything it could embed. */
+export const PERMISSIONS_POLICY = [
+  'accelerometer', 'autoplay', 'bluetooth', 'camera', 'display-capture', 'encrypted-media', 'geolocation', 'gyroscope', 'hid',
+  'idle-detection', 'magnetometer', 'microphone', 'midi', 'payment', 'screen-wake-lock', 'serial', 'usb', 'xr-spatial-tracking',
+].map((f) => `${f}=()`).join(', ');
+
+export const HSTS_MAX_AGE = 31_536_000;
+
+// ---------------------------------------------------------------- counters (memory, or Redis with a memory fallback)
+
+type IncrResult = { current: number; ttl: number };
+type IncrCb = (err: Error | null, res: IncrResult | null) => void;
+interface StoreLike { incr(key: string, cb: IncrCb, timeWindow: number, max: number): void; child(o: unknown): StoreLike }
+type StoreCtor = new (...args: unknown[]) => StoreLike;
+
+interface RedisLike {
+  status: string;
+  defineCommand(name: string, def: unknown): void;
+  on(ev: string, fn: (...a: unknown[]) => void): unknown;
+  once(ev: string, fn: (...a: unknown[]) => void): unknown;
+  removeListener(ev: string, fn: (...a: unknown[]) => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+function throttled(everyMs: number) {
+  let last = 0;
+  return () => {
+    const now = Date.now();
+    if (now - last < everyMs) return false;
+    last = now;
+    return true;
+  };
+}
+
+// ---------------------------------------------------------------- the plugin
+
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const APPROVAL_PATH = '/v1/proposals/approval';
+
+function bearer(h: string | undefined): string | null {
+  if (!h) return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1]! : null;
+}
+
+/** Requests the app's auth hook authenticates (see app.ts): /v1 routes that are not public. */
+function authenticated(req: FastifyRequest): boolean {
+  return req.url.startsWith('/v1/') && !req.routeOptions.config?.public;
+}
+
+/** The request carries a credential the auth hook will check (a bearer token or the session cookie). */
+function presentsCredential(req: FastifyRequest): boolean {
+  return !!(bearer(req.headers.authorization) || req.cookies?.[SESSION_COOKIE]);
+}
+
+/**
+ * The Origin is this server: the same host (and port) as the Host header, and https when this
+ * listener is TLS. On a plain-http listener an https Origin is accepted too, for a TLS-terminating
+ * reverse proxy in front (which must pass the Host header through).
+ */
+function sameOrigin(origin: string, req: FastifyRequest, tls: boolean): boolean {
+  if (origin === 'null') return false;
+  try {
+    const u = new URL(origin);
+    const scheme = tls ? u.protocol === 'https:' : u.protocol === 'http:' || u.protocol === 'https:';
+    return scheme && u.host.toLowerCase() === String(req.host ?? '').toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+function rateLimited(reply: FastifyReply, tier: RateTier, max: number, seconds: number): LatchkeyError {
+  const s = Math.max(1, seconds);
+  reply.header('Retry-After', String(s));
+  reply.header('RateLimit-Limit', String(max));
+  reply.header('RateLimit-Remaining', '0');
+  reply.header('RateLimit-Reset', String(s));
+  return new LatchkeyError(429, 'rate_limited', `too many requests (${tier} limit: ${max}); retry after ${s} s`, undefined, { retry_after: s, limit: tier });
+}
+
+type Check = { tier: RateTier; max: number; remaining: number; ttlSeconds: number; exceeded: boolean };
+type Limiter = (req: FastifyRequest) => Promise<Check>;
+
+/** The perimeter plugin; register it in buildApp BEFORE the auth hook (its onRequest hooks must run first). */
+export function securityPlugin(opts: SecurityOptions) {
+  const plugin = async (app: FastifyInstance) => {
+    const limits: RateLimits = { ...DEFAULT_RATE_LIMITS, ...(opts.rateLimits ?? {}) };
+    const warn = throttled(30_000);
+
+    // on the raw response, like helmet's: a hook that throws later (auth, rate limit) cannot drop it
+    app.addHook('onRequest', async (_req, reply) => {
+      reply.raw.setHeader('Permissions-Policy', PERMISSIONS_POLICY);
+    });
+
+    // ---- headers on every response (helmet writes them on the raw response in onRequest, so they survive errors)
+    const { default: helmet } = await import('@fastify/helmet');
+    await app.register(helmet, {
+      global: true,
+      contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
+      frameguard: { action: 'deny' },
+      referrerPolicy: { policy: 'no-referrer' },
+      strictTransportSecurity: opts.tls ? { maxAge: HSTS_MAX_AGE, includeSubDomains: false } : false,
+      crossOriginResourcePolicy: { policy: 'same-origin' },
+      crossOriginOpenerPolicy: { policy: 'same-origin' },
+    });
+
+    // ---- counters
+    const { default: rateLimit } = await import('@fastify/rate-limit');
+    // @ts-expect-error the stores are CommonJS files without their own type declarations
+    const { default: LocalStore } = (await import('@fastify/rate-limit/store/LocalStore.js')) as { default: StoreCtor };
+    // @ts-expect-error as above
+    const { default: RedisStore } = (await import('@fastify/rate-limit/store/RedisStore.js')) as { default: StoreCtor };
+
+    let redis: RedisLike | null = null;
+    if (opts.redisUrl) {
+      const { Redis } = await import('ioredis');
+      const client = new Redis(opts.redisUrl, {
+        connectionName: `latchkey-rl-${process.pid}`, // visible in CLIENT LIST
+        enableOfflineQueue: false, // a command while disconnected fails at once (and falls back) instead of queueing
+        maxRetriesPerRequest: 1,
+        commandTimeout: 1000,
+        connectTimeout: 3000,
+        retryStrategy: (n: number) => Math.min(n * 200, 5000),
+      }) as unknown as RedisLike;
+      client.on('error', (err) => {
+        if (warn()) app.log.warn({ code: (err as { code?: string })?.code }, 'rate limits: Redis unreachable; counting in this process until it is back');
+      });
+      redis = client;
+      app.addHook('onClose', async () => {
+        await Promise.race([client.quit().catch(() => client.disconnect()), new Promise((r) => setTimeout(r, 1000))]);
+        client.disconnect();
+      });
+      // start counting in Redis from the first request when it is there; never block start-up on it
+      await new Promise<void>((resolve) => {
+        const finish = (ok: boolean) => {
+          clearTimeout(timer);
+          client.removeListener('ready', onReady);
+          client.removeListener('error', onError);
+          if (!ok) app.log.warn('rate limits: Redis is not reachable at start-up; counting in this process until it is');
+          resolve();
+        };
+        const onReady = () => finish(true);
+        const onError = () => finish(false);
+        const timer = setTimeout(() => finish(false), 3000);
+        if (client.status === 'ready') return finish(true);
+        client.once('ready', onReady);
+        client.once('error', onError);
+      });
+    }
+    const prefix = opts.redisPrefix ?? 'latchkey:rl:';
+
+    /** Redis when it answers, this process's memory when it does not. */
+    class SharedStore implements StoreLike {
+      private readonly local: StoreLike = new LocalStore(false, false, 10_000);
+      private readonly shared: StoreLike | null = redis ? new RedisStore(false, false, redis, prefix) : null;
+      incr(key: string, cb: IncrCb, timeWindow: number, max: number) {
+        if (!this.shared) return this.local.incr(key, cb, timeWindow, max);
+        this.shared.incr(key, (err, res) => {
+          if (!err && res) return cb(null, res);
+          if (warn()) app.log.warn({ code: (err as { code?: string } | null)?.code }, 'rate limits: Redis command failed; counting in this process');
+          this.local.incr(key, cb, timeWindow, max);
+        }, timeWindow, max);
+      }
+      child() {
+        return new SharedStore();
+      }
+    }
+
+    await app.register(rateLimit, { global: false, store: SharedStore as never, enableDraftSpec: true });
+
+    const limiter = (tier: RateTier, key: (req: FastifyRequest) => string): Limiter | null => {
+      const { max, windowMs } = limits[tier];
+      if (!(max > 0)) return null;
+      const fn = app.createRateLimit({ max, timeWindow: windowMs, keyGenerator: (req) => `${tier}:${key(req)}` });
+      return async (req) => {
+        const r = await fn(req);
+        if (r.isAllowed) return { tier, max, remaining: max, ttlSeconds: 0, exceeded: false };
+        return { tier, max, remaining: r.remaining, ttlSeconds: r.ttlInSeconds, exceeded: r.isExceeded };
+      };
+    };
+    const byIp = (req: FastifyRequest) => `ip:${req.ip}`;
+    const byActor = (req: FastifyRequest) => {
+      const p = req.ctx?.principal;
+      return p && (p.kind === 'user' || p.kind === 'agent') ? `${p.kind}:${p.id}` : `ip:${req.ip}`;
+    };
+    const L = {
+      global: limiter('global', byIp),
+      actor: limiter('actor', byActor),
+      login: limiter('login', byIp),
+      token: limiter('token', byIp),
+      proposal: limiter('proposal', byActor),
+      request: limiter('request', byActor),
+      approval: limiter('approval', byIp),
+    };
+
+    /** Counts the request in each tier; refuses with 429 if any is over, else reports the tightest. */
+    async function enforce(req: FastifyRequest, reply: FastifyReply, tiers: Array<Limiter | null>) {
+      const active = tiers.filter((t): t is Limiter => !!t);
+      if (!active.length) return;
+      const checks = await Promise.all(active.map((t) => t(req)));
+      const over = checks.filter((c) => c.exceeded).sort((a, b) => b.ttlSeconds - a.ttlSeconds)[0];
+      if (over) throw rateLimited(reply, over.tier, over.max, over.ttlSeconds);
+      const tight = checks.reduce((a, b) => (b.remaining / b.max < a.remaining / a.max ? b : a));
+      reply.header('RateLimit-Limit', String(tight.max));
+      reply.header('RateLimit-Remaining', String(tight.remaining));
+      reply.header('RateLimit-Reset', String(tight.ttlSeconds));
+    }
+
+    // IPs whose failed credentials went over the token tier: credentialed requests are refused before
+    // authentication until `until`. A cache of the (shared) counter: each replica learns it on its next failure.
+    const blocked = new Map<string, { until: number; max: number }>();
+    const blockedFor = (ip: string) => {
+      const b = blocked.get(ip);
+      if (!b) return null;
+      if (b.until <= Date.now()) {
+        blocked.delete(ip);
+        return null;
+      }
+      return b;
+    };
+
+    // ---- before authentication: preflight, cross-origin writes, per-IP tiers
+    app.addHook('onRequest', async (req, reply) => {
+      if (req.method === 'OPTIONS' && req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined) {
+        reply.header('X-Request-Id', req.id);
+        throw new LatchkeyError(403, 'cors_not_allowed', 'cross-origin requests are not allowed; the console is served from this origin');
+      }
+      const login = req.routeOptions.config?.rateTier === 'login';
+      const cookieAuth = !bearer(req.headers.authorization) && !!req.cookies?.[SESSION_COOKIE];
+      if (UNSAFE.has(req.method) && req.url.startsWith('/v1/') && (cookieAuth || login)) {
+        const origin = req.headers.origin;
+        const site = req.headers['sec-fetch-site'];
+        const foreign = origin !== undefined ? !sameOrigin(origin, req, opts.tls) : site === 'cross-site' || site === 'same-site';
+        if (foreign) {
+          reply.header('X-Request-Id', req.id);
+          throw new LatchkeyError(403, 'cross_origin_refused', 'a request from another origin cannot use the console session; use a bearer token');
+        }
+      }
+      if (req.url.startsWith('/proxy/')) return; // the base-URL proxy authenticates (and meters) its own traffic
+      if (authenticated(req) && presentsCredential(req)) {
+        const b = blockedFor(req.ip);
+        if (b) {
+          reply.header('X-Request-Id', req.id);
+          throw rateLimited(reply, 'token', b.max, Math.ceil((b.until - Date.now()) / 1000));
+        }
+        return; // counted per actor once authenticated
+      }
+      const tiers = [L.global];
+      if (login) tiers.push(L.login);
+      if (req.routeOptions.url === APPROVAL_PATH && (req.method === 'GET' || req.method === 'HEAD')) tiers.push(L.approval);
+      try {
+        await enforce(req, reply, tiers);
+      } catch (err) {
+        reply.header('X-Request-Id', req.id);
+        throw err;
+      }
+    });
+
+    // ---- after authentication (all onRequest hooks, the auth hook included, have run): per-actor tiers
+    app.addHook('preParsing', async (req, reply) => {
+      const p = req.ctx?.principal;
+      if (!p || (p.kind !== 'user' && p.kind !== 'agent')) return;
+      const tier = req.routeOptions.config?.rateTier;
+      const tiers = [L.actor];
+      if (tier === 'proposal' && req.method === 'POST') tiers.push(L.proposal);
+      if (tier === 'request' && req.method === 'POST' && p.kind === 'agent') tiers.push(L.request);
+      await enforce(req, reply, tiers);
+    });
+
+    // ---- on the way out: failed credentials count; CORS stays closed; every 429 says when to retry
+    app.addHook('onSend', async (req, reply, payload) => {
+      for (const h of Object.keys(reply.getHeaders())) {
+        if (h.toLowerCase().startsWith('access-control-')) {
+          reply.removeHeader(h);
+          reply.raw.removeHeader(h);
+        }
+      }
+      if (reply.statusCode === 401 && L.token && authenticated(req) && presentsCredential(req) && req.ctx?.principal.kind === 'anonymous') {
+        const c = await L.token(req);
+        if (c.exceeded) {
+          blocked.set(req.ip, { until: Date.now() + Math.max(1, c.ttlSeconds) * 1000, max: c.max });
+          if (blocked.size > 10_000) for (const [ip, b] of blocked) if (b.until <= Date.now()) blocked.delete(ip);
+          const err = rateLimited(reply, 'token', c.max, c.ttlSeconds);
+          reply.code(429).type('application/problem+json').removeHeader('www-authenticate');
+          return JSON.stringify(problem(429, err.code, err.message, req.id, undefined, err.extra));
+        }
+      }
+      if (reply.statusCode === 429 && !reply.hasHeader('retry-after')) {
+        let s = 60;
+        try {
+          const body = JSON.parse(String(payload)) as { retry_after?: unknown };
+          if (typeof body.retry_after === 'number' && body.retry_after > 0) s = Math.ceil(body.retry_after);
+        } catch { /* not JSON: the default stands */ }
+        reply.header('Retry-After', String(s));
+      }
+      return payload;
+    });
+
+  };
+  // like fastify-plugin: the hooks apply to the whole app, not an encapsulated child
+  (plugin as unknown as Record<symbol, unknown>)[Symbol.for('skip-override')] = true;
+  (plugin as unknown as Record<symbol, unknown>)[Symbol.for('fastify.display-name')] = 'latchkey-security';
+  return plugin;
+}
