@@ -200,10 +200,11 @@ describeBrowser('web console', () => {
     const before = requests.length;
     await dialog.getByLabel('API Key').fill('not-a-key');
     await dialog.getByRole('button', { name: 'Save secret' }).click();
-    await dialog.getByText('This does not look like a OpenAI API Key (expected sk-...).').waitFor();
+    await dialog.getByText('Not a valid OpenAI API Key: expected sk-....').waitFor();
     expect(requests.slice(before).filter((r) => r.startsWith('POST'))).toEqual([]); // refused in the browser
 
     await dialog.getByLabel('API Key').fill(SENTINEL);
+    expect(await dialog.getByText('Not a valid OpenAI API Key').count()).toBe(0); // the error goes as the field is edited
     await dialog.getByLabel('Description').fill('The support bot');
     await shot('add-secret');
     await dialog.getByRole('button', { name: 'Save secret' }).click();
@@ -502,7 +503,7 @@ describeBrowser('web console', () => {
 
   it('works at a narrow width without sideways scrolling', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const [path, name, heading] of [['/secrets', 'secrets-narrow', 'Secrets'], ['/access', 'access-narrow', 'Access requests'], ['/status', 'status-narrow', 'Status']] as const) {
+    for (const [path, name, heading] of [['/secrets', 'secrets-narrow', 'Secrets'], ['/access', 'access-narrow', 'Access requests'], ['/audit', 'audit-narrow', 'Audit log'], ['/status', 'status-narrow', 'Status']] as const) {
       await page.goto(path);
       await page.getByRole('heading', { name: heading, exact: true }).waitFor();
       await page.waitForLoadState('networkidle');

@@ -241,10 +241,8 @@ describeBackends('rotate-all survives SIGKILL at any moment', (ctx) => {
   it(`SIGKILL at ${KILLS} random moments loses nothing; the server restarts on the data`, async () => {
     expect(baselineMs).toBeGreaterThan(0);
     const outcomes: Array<{ delayMs: number; resealed: number }> = [];
-    for (let k = 0; k < KILLS; k++) {
+    const killAfter = async (delayMs: number) => {
       const since = new Date().toISOString();
-      // spread over the run: kill k lands at a random moment in the k-th fifth of the baseline duration
-      const delayMs = (baselineMs * (k + Math.random())) / KILLS;
       const pending = rotateAll().then((r) => r.status, () => 'killed');
       await sleep(delayMs);
       await stopChild('SIGKILL');
@@ -252,11 +250,17 @@ describeBackends('rotate-all survives SIGKILL at any moment', (ctx) => {
       const resealed = await verifyAtRest(since);
       outcomes.push({ delayMs: Math.round(delayMs), resealed });
       await startChild();
-    }
-    const partial = outcomes.filter((o) => o.resealed > 0 && o.resealed < N);
-    if (process.env.CRASH_DEBUG) console.log("OUTCOMES", ctx.backend, Math.round(baselineMs), JSON.stringify(outcomes));
-    expect(partial.length, `kills landed at ${JSON.stringify(outcomes)} (baseline ${Math.round(baselineMs)} ms)`).toBeGreaterThanOrEqual(1);
-  }, 120_000);
+      return resealed;
+    };
+    // spread over the run: kill k lands at a random moment in the k-th fifth of the baseline duration
+    for (let k = 0; k < KILLS; k++) await killAfter((baselineMs * (k + Math.random())) / KILLS);
+    // a loaded machine can stretch or shrink a run past every kill: then aim at the middle until one lands there
+    const partial = () => outcomes.filter((o) => o.resealed > 0 && o.resealed < N).length;
+    let aim = baselineMs / 2;
+    for (let extra = 0; extra < 4 && partial() === 0; extra++) aim *= (await killAfter(aim * (0.8 + 0.4 * Math.random()))) === 0 ? 1.7 : 0.5;
+    if (process.env.CRASH_DEBUG) console.log('kills', ctx.backend, Math.round(baselineMs), JSON.stringify(outcomes));
+    expect(partial(), `kills landed at ${JSON.stringify(outcomes)} (baseline ${Math.round(baselineMs)} ms)`).toBeGreaterThanOrEqual(1);
+  }, 180_000);
 
   it('after the kills: rotate-all completes, values read back over the API, `latchkey audit verify` is ok', async () => {
     const r = await rotateAll();

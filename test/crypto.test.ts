@@ -344,10 +344,10 @@ describe('tokens', () => {
     expect(safeEqual('éa', 'ab')).toBe(false);
   });
 
-  it('newId is random and URL-safe', () => {
-    const ids = new Set(Array.from({ length: 500 }, () => newId()));
-    expect(ids.size).toBe(500);
-    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
+  it('newId is random, URL-safe and never starts with a dash (CLI arguments)', () => {
+    const ids = new Set(Array.from({ length: 2000 }, () => newId()));
+    expect(ids.size).toBe(2000);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{24}$/);
   });
 });
 

@@ -30,7 +30,7 @@ import { tokenKind, vaultFor } from './scope.js';
 const PROXY_VARS = ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy'];
 const BUNDLE_VARS = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'];
 /** never handed to the child: the caller's own credentials and the server's secrets */
-const STRIPPED_VARS = ['LATCHKEY_MASTER_KEY', 'LATCHKEY_DATABASE_URL', 'LATCHKEY_REDIS_URL'];
+const STRIPPED_VARS = ['LATCHKEY_TOKEN', 'LATCHKEY_MASTER_KEY', 'LATCHKEY_DATABASE_URL', 'LATCHKEY_REDIS_URL'];
 const NO_PROXY_BASE = ['localhost', '127.0.0.1'];
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/ca-bundle.pem', '/etc/ssl/cert.pem'];
 const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];

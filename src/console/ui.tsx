@@ -1,5 +1,5 @@
 /** Shared pieces: data loading, dialogs, fields, badges, times, pagination. Classes only, never style=. */
-import { useCallback, useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type Dispatch, type FormEvent, type ReactNode, type SetStateAction } from 'react';
 import { ApiError, CATEGORY_LABELS, type Category } from './api';
 
 // ---- data
@@ -189,6 +189,23 @@ export function ConfirmDialog(props: {
 }
 
 // ---- fields
+
+/**
+ * A form's onInput handler: the error of the field being edited goes away (fields are matched by
+ * their name attribute, `field:` and `cred:` prefixes dropped).
+ */
+export function clearErrorOnInput(setErrs: Dispatch<SetStateAction<Record<string, string>>>) {
+  return (e: FormEvent<HTMLFormElement>) => {
+    const name = (e.target as HTMLInputElement).name?.replace(/^(field|cred):/, '');
+    if (!name) return;
+    setErrs((x) => {
+      if (!(name in x)) return x;
+      const rest = { ...x };
+      delete rest[name];
+      return rest;
+    });
+  };
+}
 
 export interface FieldProps {
   id: string;

@@ -29,5 +29,6 @@ export function safeEqual(a: string, b: string): boolean {
 
 /** A short random id for rows (not a secret). */
 export function newId(): string {
-  return randomBytes(12).toString('base64url');
+  // hex, not base64url: an id never starts with '-' (a CLI would read `grant approve -x…` as an option)
+  return randomBytes(12).toString('hex');
 }

@@ -307,8 +307,8 @@ export class ForwardProxy {
     if (!info) return httpReply(res, 500, 'proxy_error', 'tunnel state lost');
     const path = this.tunnelPath(req.url);
     if (!path) return httpReply(res, 400, 'bad_request_target', 'the request target must be a path');
-    const hh = parseAuthority(req.headers.host, 443) ?? info;
-    const t: ProxyTarget = { mode: 'forward', token: info.creds.token, vault: info.creds.vault, scheme: info.scheme, host: hh.host, port: hh.port, path, clientIp: info.clientIp };
+    pinRequest(req, authorityOf(info.host, info.port, info.scheme));
+    const t: ProxyTarget = { mode: 'forward', token: info.creds.token, vault: info.creds.vault, scheme: info.scheme, host: info.host, port: info.port, path, clientIp: info.clientIp };
     try {
       await this.opts.pipeline.handle(t, req, res);
     } catch (err) {

@@ -189,7 +189,7 @@ type Limiter = (req: FastifyRequest) => Promise<Check>;
 /** The perimeter plugin; register it in buildApp BEFORE the auth hook (its onRequest hooks must run first). */
 export function securityPlugin(opts: SecurityOptions) {
   const plugin = async (app: FastifyInstance) => {
-    const limits: RateLimits = { ...DEFAULT_RATE_LIMITS, ...(opts.rateLimits ?? {}) };
+    const limits = Object.fromEntries(RATE_TIERS.map((t) => [t, opts.rateLimits?.[t] ?? DEFAULT_RATE_LIMITS[t]])) as RateLimits;
     const warn = throttled(30_000);
 
     // on the raw response, like helmet's: a hook that throws later (auth, rate limit) cannot drop it

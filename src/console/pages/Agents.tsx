@@ -2,7 +2,7 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, lk, type Agent } from '../api';
 import { useSession } from '../session';
-import { ConfirmDialog, Empty, ErrorBox, Field, Loading, Notice, OnceTokenDialog, PageHeader, StatusBadge, Time, useAsync } from '../ui';
+import { clearErrorOnInput, ConfirmDialog, Empty, ErrorBox, Field, Loading, Notice, OnceTokenDialog, PageHeader, StatusBadge, Time, useAsync } from '../ui';
 
 const AGENT_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 
@@ -168,9 +168,9 @@ function CreateAgentForm({ vault, vaults, onCreated, onCancel }: { vault: string
   return (
     <section className="card" aria-labelledby="new-agent-title">
       <h2 id="new-agent-title">New agent</h2>
-      <form onSubmit={submit} noValidate className="narrow-form">
+      <form onSubmit={submit} onInput={clearErrorOnInput(setErrs)} noValidate className="narrow-form">
         <Field label="Name" error={errs.name} hint="For example ci-bot or support-agent">
-          {(p) => <input {...p} value={name} onChange={(e) => setName(e.target.value)} spellCheck={false} autoComplete="off" autoFocus />}
+          {(p) => <input {...p} name="name" value={name} onChange={(e) => setName(e.target.value)} spellCheck={false} autoComplete="off" autoFocus />}
         </Field>
         <Field label="Description" optional>
           {(p) => <input {...p} value={description} onChange={(e) => setDescription(e.target.value)} maxLength={1024} />}

@@ -3,7 +3,7 @@ import { useRef, useState, type FormEvent } from 'react';
 import { ApiError, lk, type Me } from '../api';
 import { useSession } from '../session';
 import { Link } from '../router';
-import { ErrorBox, Field, PageHeader, Time } from '../ui';
+import { clearErrorOnInput, ErrorBox, Field, PageHeader, Time } from '../ui';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+$/;
 const MIN_PASSWORD = 12;
@@ -133,7 +133,7 @@ export function Setup({ onDone }: { onDone: (me: Me) => void }) {
         <li aria-current={step !== 'token' ? 'step' : undefined}>Email and password</li>
       </ol>
       {step === 'token' ? (
-        <form onSubmit={checkToken} noValidate>
+        <form onSubmit={checkToken} onInput={clearErrorOnInput(setErrs)} noValidate>
           <p>On its first start the server printed the owner's API token once. Paste it here to set the owner's email and password. (A person added later uses the API token they were given.)</p>
           <Field label="Owner token" error={errs.token} hint="Starts with lk_pat_. It is used for this setup only and is not stored by the console.">
             {(p) => <input {...p} name="token" type="password" autoComplete="off" spellCheck={false} required autoFocus />}
@@ -160,7 +160,7 @@ export function Setup({ onDone }: { onDone: (me: Me) => void }) {
           </div>
         </div>
       ) : (
-        <form onSubmit={setAccount} noValidate>
+        <form onSubmit={setAccount} onInput={clearErrorOnInput(setErrs)} noValidate>
           <p>
             Token accepted ({owner?.role}). Choose the email and password you will log in with.
           </p>
@@ -243,7 +243,7 @@ export function Account() {
       </section>
       <section className="card" aria-labelledby="pw-title">
         <h2 id="pw-title">Change password</h2>
-        <form onSubmit={change} noValidate className="narrow-form">
+        <form onSubmit={change} onInput={clearErrorOnInput(setErrs)} noValidate className="narrow-form">
           <Field label="Current password" error={errs.current}>
             {(p) => <input {...p} name="current" type="password" autoComplete="current-password" />}
           </Field>

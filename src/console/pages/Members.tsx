@@ -117,7 +117,7 @@ function AddMemberForm({ vault, onAdded }: { vault: string; onAdded: (m: Member)
     }
   };
   return (
-    <form className="toolbar card" onSubmit={submit} noValidate aria-label="Add a person to this vault">
+    <form className="toolbar card" onSubmit={submit} onInput={() => setErr(null)} noValidate aria-label="Add a person to this vault">
       <Field label="Add a person (email)" error={err} className="grow">
         {(p) => <input {...p} type="email" value={email} onChange={(e) => setEmail(e.target.value)} autoComplete="off" />}
       </Field>
@@ -180,7 +180,7 @@ function People() {
     <section className="card" aria-labelledby="people-title">
       <h2 id="people-title">People of this instance</h2>
       <Notice text={notice} onDismiss={() => setNotice(null)} />
-      <form className="toolbar" onSubmit={add} noValidate aria-label="Add a person">
+      <form className="toolbar" onSubmit={add} onInput={() => setErr(null)} noValidate aria-label="Add a person">
         <Field label="New person (email)" error={err} className="grow">
           {(p) => <input {...p} type="email" value={email} onChange={(e) => setEmail(e.target.value)} autoComplete="off" />}
         </Field>

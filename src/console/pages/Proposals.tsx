@@ -7,7 +7,7 @@ import { useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError, lk, type Me, type ProposalService, type ProposalStatus, type ProposalView } from '../api';
 import { Link, navigate, useLocation } from '../router';
 import { useSession } from '../session';
-import { Empty, ErrorBox, Field, Loading, Notice, PageHeader, StatusBadge, Time, useAsync } from '../ui';
+import { clearErrorOnInput, Empty, ErrorBox, Field, Loading, Notice, PageHeader, StatusBadge, Time, useAsync } from '../ui';
 import { Login } from './Auth';
 import { authSummary } from './Services';
 
@@ -287,7 +287,7 @@ function ProposalReview({ p, canDecide, onDecided, loginSlot }: { p: ProposalVie
         </section>
       ) : null}
 
-      <form onSubmit={approve} noValidate autoComplete="off">
+      <form onSubmit={approve} onInput={clearErrorOnInput(setErrs)} noValidate autoComplete="off">
         {p.credentials.length ? (
           <section className="card" aria-labelledby="pc-title">
             <h2 id="pc-title">Credentials</h2>

@@ -9,7 +9,7 @@ import { ApiError, CATEGORIES, CATEGORY_LABELS, lk, SECRET_NAME_RE, type Categor
 import { navigate, Link } from '../router';
 import { useSession } from '../session';
 import {
-  CategoryBadge, ConfirmDialog, CopyButton, Dialog, Empty, ErrorBox, Field, Loading, Notice, PageHeader, Pager, Time, useAsync, useCursorPages,
+  CategoryBadge, clearErrorOnInput, ConfirmDialog, CopyButton, Dialog, Empty, ErrorBox, Field, Loading, Notice, PageHeader, Pager, Time, useAsync, useCursorPages,
 } from '../ui';
 
 const PAGE = 25;
@@ -255,7 +255,7 @@ function AddSecretDialog({ vault, onClose, onCreated }: { vault: string; onClose
           continue;
         }
         if (byteLength(v) > MAX_VALUE_BYTES) next[f.key] = 'This value is larger than 64 KiB.';
-        else if (f.pattern && !new RegExp(f.pattern).test(v)) next[f.key] = `This does not look like a ${preset.label} ${f.label}${f.hint ? ` (expected ${f.hint})` : ''}.`;
+        else if (f.pattern && !new RegExp(f.pattern).test(v)) next[f.key] = `Not a valid ${preset.label} ${f.label}${f.hint ? `: expected ${f.hint}` : ''}.`;
         else fields[f.key] = v;
       }
       body = { preset: preset.id, fields, ...(description ? { description } : {}) };
@@ -297,7 +297,7 @@ function AddSecretDialog({ vault, onClose, onCreated }: { vault: string; onClose
 
   return (
     <Dialog title="Add secret" onClose={onClose} wide>
-      <form onSubmit={submit} noValidate autoComplete="off">
+      <form onSubmit={submit} onInput={clearErrorOnInput(setErrs)} noValidate autoComplete="off">
         <fieldset className="segmented">
           <legend className="sr-only">Kind of secret</legend>
           <label className={mode === 'preset' ? 'seg seg-on' : 'seg'}>
@@ -349,7 +349,7 @@ function AddSecretDialog({ vault, onClose, onCreated }: { vault: string; onClose
         ) : (
           <>
             <Field label="Name" error={errs.name} hint="UPPER_SNAKE_CASE like STRIPE_KEY, or skill:<platform>:<key>">
-              {(p) => <input {...p} value={name} onChange={(e) => setName(e.target.value)} spellCheck={false} autoComplete="off" required />}
+              {(p) => <input {...p} name="name" value={name} onChange={(e) => setName(e.target.value)} spellCheck={false} autoComplete="off" required />}
             </Field>
             <Field label="Category" error={errs.category}>
               {(p) => (
@@ -715,7 +715,7 @@ function UpdateValueForm({ vault, name, current, onDone, onCancel }: { vault: st
     }
   };
   return (
-    <form className="inline-form" onSubmit={submit} noValidate autoComplete="off">
+    <form className="inline-form" onSubmit={submit} onInput={() => setErr(null)} noValidate autoComplete="off">
       <Field label="New value" error={err} hint={`Becomes version ${current + 1}; earlier versions stay in the history.`}>
         {(p) => <input {...p} name="value" type="password" autoComplete="off" spellCheck={false} autoFocus />}
       </Field>

@@ -2,7 +2,7 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, lk, type AuthRule, type Service, type ServiceSpec } from '../api';
 import { useSession } from '../session';
-import { ConfirmDialog, Dialog, Empty, ErrorBox, Field, Loading, Notice, PageHeader, useAsync } from '../ui';
+import { clearErrorOnInput, ConfirmDialog, Dialog, Empty, ErrorBox, Field, Loading, Notice, PageHeader, useAsync } from '../ui';
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 const SERVICE_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -260,13 +260,13 @@ function ServiceDialog({ vault, service, onClose, onSaved }: { vault: string; se
 
   const keyField = (k: 'key' | 'username_key' | 'password_key', label: string, optional = false) => (
     <Field label={label} optional={optional} error={errs[k]} hint="The name of a secret in this vault (it must exist)">
-      {(p) => <input {...p} value={d[k]} onChange={text(k)} list={listId} spellCheck={false} autoComplete="off" />}
+      {(p) => <input {...p} name={k} value={d[k]} onChange={text(k)} list={listId} spellCheck={false} autoComplete="off" />}
     </Field>
   );
 
   return (
     <Dialog title={service ? `Edit service ${service.name}` : 'Add service'} onClose={onClose} wide>
-      <form onSubmit={submit} noValidate>
+      <form onSubmit={submit} onInput={clearErrorOnInput(setErrs)} noValidate>
         <datalist id={listId}>
           {(secrets.data?.items ?? []).map((s) => (
             <option key={s.name} value={s.name} />
@@ -274,10 +274,10 @@ function ServiceDialog({ vault, service, onClose, onSaved }: { vault: string; se
         </datalist>
         <div className="grid-2">
           <Field label="Name" error={errs.name}>
-            {(p) => <input {...p} value={d.name} onChange={text('name')} readOnly={!!service} spellCheck={false} autoComplete="off" autoFocus={!service} />}
+            {(p) => <input {...p} name="name" value={d.name} onChange={text('name')} readOnly={!!service} spellCheck={false} autoComplete="off" autoFocus={!service} />}
           </Field>
           <Field label="Host" error={errs.host} hint="api.stripe.com, *.github.com, or with a path prefix: api.example.com/v2">
-            {(p) => <input {...p} value={d.host} onChange={text('host')} spellCheck={false} autoComplete="off" autoFocus={!!service} />}
+            {(p) => <input {...p} name="host" value={d.host} onChange={text('host')} spellCheck={false} autoComplete="off" autoFocus={!!service} />}
           </Field>
         </div>
         <Field label="Auth rule" hint={AUTH_TYPES.find((t) => t.id === d.type)?.help}>
@@ -302,10 +302,10 @@ function ServiceDialog({ vault, service, onClose, onSaved }: { vault: string; se
           {d.type === 'header' ? (
             <div className="grid-3">
               <Field label="Header name" error={errs.header}>
-                {(p) => <input {...p} value={d.header} onChange={text('header')} placeholder="X-API-Key" spellCheck={false} />}
+                {(p) => <input {...p} name="header" value={d.header} onChange={text('header')} placeholder="X-API-Key" spellCheck={false} />}
               </Field>
               <Field label="Prefix" optional error={errs.prefix}>
-                {(p) => <input {...p} value={d.prefix} onChange={text('prefix')} placeholder="token " spellCheck={false} />}
+                {(p) => <input {...p} name="prefix" value={d.prefix} onChange={text('prefix')} placeholder="token " spellCheck={false} />}
               </Field>
               {keyField('key', 'Credential')}
             </div>
@@ -313,7 +313,7 @@ function ServiceDialog({ vault, service, onClose, onSaved }: { vault: string; se
           {d.type === 'query' ? (
             <div className="grid-2">
               <Field label="Query parameter" error={errs.param}>
-                {(p) => <input {...p} value={d.param} onChange={text('param')} placeholder="api_key" spellCheck={false} />}
+                {(p) => <input {...p} name="param" value={d.param} onChange={text('param')} placeholder="api_key" spellCheck={false} />}
               </Field>
               {keyField('key', 'Credential')}
             </div>
@@ -356,11 +356,11 @@ function ServiceDialog({ vault, service, onClose, onSaved }: { vault: string; se
         </fieldset>
         <div className="grid-2">
           <Field label="Allowed path prefixes" optional error={errs.paths} hint="One per line, like /v1/charges">
-            {(p) => <textarea {...p} rows={3} value={d.paths} onChange={text('paths')} spellCheck={false} />}
+            {(p) => <textarea {...p} rows={3} name="paths" value={d.paths} onChange={text('paths')} spellCheck={false} />}
           </Field>
           <div>
             <Field label="Quota (requests per minute)" optional error={errs.quota}>
-              {(p) => <input {...p} type="number" min={1} value={d.quota} onChange={text('quota')} />}
+              {(p) => <input {...p} type="number" min={1} name="quota" value={d.quota} onChange={text('quota')} />}
             </Field>
             <label className="check">
               <input type="checkbox" checked={d.enabled} onChange={(e) => set('enabled', e.target.checked)} /> Enabled
@@ -368,7 +368,7 @@ function ServiceDialog({ vault, service, onClose, onSaved }: { vault: string; se
           </div>
         </div>
         <Field label="Description" optional error={errs.description}>
-          {(p) => <input {...p} value={d.description} onChange={text('description')} maxLength={1024} />}
+          {(p) => <input {...p} name="description" value={d.description} onChange={text('description')} maxLength={1024} />}
         </Field>
         <ErrorBox error={error} />
         <div className="form-actions">
