@@ -7,7 +7,9 @@
  * violation anywhere. Screenshots of every page go to test-artifacts/console/.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +17,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../src/server/start.js';
 import { describeBrowser, ensureConsoleBuilt, launchBrowser } from './helpers/browser.js';
+import { createTestCa } from './helpers/test-ca.js';
 
 const MASTER = '5c'.repeat(32);
 const EMAIL = 'owner@example.com';
@@ -37,6 +40,10 @@ describeBrowser('web console', () => {
   const problems: string[] = [];
   const cspViolations: string[] = [];
   let revealAt = Number.POSITIVE_INFINITY;
+  /** a local HTTPS upstream standing in for Stripe: what the base-URL proxy sent it */
+  let upstream: HttpsServer;
+  let upstreamHost = '';
+  const upstreamSaw: Array<{ url: string; authorization: string | undefined }> = [];
 
   async function call(method: string, path: string, opts: { token?: string; body?: unknown } = {}) {
     const headers: Record<string, string> = {};
@@ -64,23 +71,38 @@ describeBrowser('web console', () => {
 
   /** Form controls without a label (an accessibility regression). */
   async function unlabelled(): Promise<string[]> {
+    // runs in the page (the test's tsconfig has no DOM types: the page's globals are `any` here)
     return page.evaluate(() =>
-      [...document.querySelectorAll('input, select, textarea')]
-        .filter((el) => (el as HTMLInputElement).type !== 'hidden')
-        .filter((el) => !((el as HTMLInputElement).labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')))
-        .map((el) => el.outerHTML.slice(0, 120)),
+      [...(globalThis as any).document.querySelectorAll('input, select, textarea')]
+        .filter((el: any) => el.type !== 'hidden')
+        .filter((el: any) => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')))
+        .map((el: any) => String(el.outerHTML).slice(0, 120)),
     );
   }
 
   async function storage(): Promise<string> {
-    return page.evaluate(() => JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage } }));
+    return page.evaluate(() => JSON.stringify({ local: { ...(globalThis as any).localStorage }, session: { ...(globalThis as any).sessionStorage } }));
   }
 
   beforeAll(async () => {
     ensureConsoleBuilt();
     mkdirSync(SHOTS, { recursive: true });
     home = await mkdtemp(join(tmpdir(), 'lk-console-'));
-    server = await startServer({ home, host: '127.0.0.1', port: 0, proxyPort: 0, logLevel: 'silent', env: { LATCHKEY_MASTER_KEY: MASTER } });
+    const ca = await createTestCa();
+    const leaf = await ca.issue(['127.0.0.1']);
+    writeFileSync(join(home, 'upstream-ca.pem'), ca.certPem);
+    upstream = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
+      upstreamSaw.push({ url: req.url ?? '', authorization: req.headers.authorization });
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ object: 'balance', available: [{ amount: 4200, currency: 'usd' }] }));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    upstreamHost = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    server = await startServer({
+      home, host: '127.0.0.1', port: 0, proxyPort: 0, logLevel: 'silent',
+      env: { LATCHKEY_MASTER_KEY: MASTER, LATCHKEY_EGRESS_ALLOW: '127.0.0.1/32', LATCHKEY_UPSTREAM_CA: join(home, 'upstream-ca.pem') },
+    });
     ownerToken = server.initialized!.ownerToken;
     browser = await launchBrowser();
     context = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: server.url });
@@ -89,8 +111,9 @@ describeBrowser('web console', () => {
       cspViolations.push(text);
     });
     await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        (window as unknown as { __reportCsp: (t: string) => void }).__reportCsp(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+      const g = globalThis as any;
+      g.document.addEventListener('securitypolicyviolation', (e: any) => {
+        g.__reportCsp(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
       });
     });
     page = await context.newPage();
@@ -118,6 +141,7 @@ describeBrowser('web console', () => {
   afterAll(async () => {
     await browser?.close();
     await server?.close();
+    upstream?.close();
     if (home) await rm(home, { recursive: true, force: true });
   });
 
@@ -342,14 +366,14 @@ describeBrowser('web console', () => {
 
     await page.getByLabel('Action').selectOption('grant.approve');
     await page.getByRole('button', { name: 'Apply' }).click();
-    await expect.poll(async () => [...new Set(await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action'))))]).toEqual(['grant.approve']);
+    await expect.poll(async () => [...new Set(await page.locator('tbody tr').evaluateAll((rows) => rows.map((r: any) => r.getAttribute('data-action'))))]).toEqual(['grant.approve']);
 
     await page.getByLabel('Action').selectOption('');
     await page.getByLabel('Outcome').selectOption('denied');
     await page.getByRole('button', { name: 'Apply' }).click();
     await expect.poll(async () => page.locator('tbody tr.outcome-denied').count()).toBeGreaterThan(0);
     expect(await page.locator('tbody tr:not(.outcome-denied)').count()).toBe(0);
-    const denied = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action')));
+    const denied = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r: any) => r.getAttribute('data-action')));
     expect(denied).toEqual(expect.arrayContaining(['auth.failure', 'secret.vend']));
     await shot('audit-denied');
 
@@ -402,7 +426,7 @@ describeBrowser('web console', () => {
     await edit.getByLabel('Credential').fill('skill:openai:access_token');
     await edit.getByRole('button', { name: 'Save service' }).click();
     await page.getByText('Saved service openai.').waitFor();
-    expect(await page.getByRole('row', { name: /api\.openai\.com/ }).textContent()).toContain('Authorization: Bearer skill:openai:access_token');
+    await expect.poll(() => page.getByRole('row', { name: /api\.openai\.com/ }).textContent()).toContain('Authorization: Bearer skill:openai:access_token');
     await shot('services');
     const svc = (await call('GET', '/v1/vaults/default/services/openai', { token: ownerToken })).json;
     expect(svc).toMatchObject({ host: 'api.openai.com', methods: ['POST'], auth: { type: 'header', name: 'Authorization', key: 'skill:openai:access_token', prefix: 'Bearer ' } });
@@ -413,7 +437,7 @@ describeBrowser('web console', () => {
       token: agentToken,
       body: {
         message: 'I need Stripe to refund the duplicate charges.',
-        services: [{ name: 'stripe', host: 'api.stripe.com', auth: { type: 'bearer', key: 'STRIPE_KEY' }, methods: ['GET', 'POST'] }],
+        services: [{ name: 'stripe', host: upstreamHost, auth: { type: 'bearer', key: 'STRIPE_KEY' }, methods: ['GET', 'POST'] }],
         credentials: [{ action: 'set', key: 'STRIPE_KEY', description: 'Stripe API key', obtain: 'https://dashboard.stripe.com/apikeys', obtain_instructions: 'Developers > API Keys > Reveal test key' }],
       },
     });
@@ -423,7 +447,7 @@ describeBrowser('web console', () => {
     await page.goto(created.json.approval_url);
     await page.getByRole('heading', { name: 'Proposal from ci-bot' }).waitFor();
     await page.getByText('I need Stripe to refund the duplicate charges.').waitFor();
-    expect(await page.locator('.svc-add').textContent()).toContain('api.stripe.com');
+    expect(await page.locator('.svc-add').textContent()).toContain(upstreamHost);
     await page.getByRole('link', { name: 'https://dashboard.stripe.com/apikeys' }).waitFor();
     expect(await unlabelled()).toEqual([]);
     await shot('approval');
@@ -443,6 +467,15 @@ describeBrowser('web console', () => {
     expect(grants.json.items).toEqual(expect.arrayContaining([expect.objectContaining({ service: 'stripe', mode: 'use', status: 'approved' })]));
     expect((await call('GET', '/v1/vaults/default/secrets/STRIPE_KEY/value', { token: ownerToken })).json.value).toBe(STRIPE_VALUE);
     expect((await call('GET', `/v1/vaults/default/proposals/${created.json.id}`, { token: ownerToken })).json.status).toBe('approved');
+
+    // and the agent uses it through the base-URL proxy: the upstream gets the value typed on the approval page
+    const res = await fetch(`${server.url}/proxy/default/stripe/v1/balance`, { headers: { authorization: `Bearer ${agentToken}` } });
+    const text = await res.text();
+    expect(res.status, text).toBe(200);
+    expect(JSON.parse(text)).toMatchObject({ object: 'balance' });
+    expect(text).not.toContain(STRIPE_VALUE);
+    expect(upstreamSaw.at(-1)).toEqual({ url: '/v1/balance', authorization: `Bearer ${STRIPE_VALUE}` });
+    expect(JSON.stringify(upstreamSaw)).not.toContain(agentToken);
   });
 
   it('a proposal that sends an existing credential to a new host warns; the person denies it', async () => {
@@ -451,6 +484,17 @@ describeBrowser('web console', () => {
       body: { message: 'Use the mirror', services: [{ name: 'openai-mirror', host: 'api.openai-mirror.example', auth: { type: 'bearer', key: 'skill:openai:access_token' } }] },
     });
     expect(created.status).toBe(201);
+
+    // the link alone shows the proposal but cannot decide: a person logs in first
+    const anon = await browser.newContext({ baseURL: server.url, viewport: { width: 1280, height: 860 } });
+    const anonPage = await anon.newPage();
+    await anonPage.goto(created.json.approval_url);
+    await anonPage.getByRole('heading', { name: 'Proposal from ci-bot' }).waitFor();
+    await anonPage.getByText('Log in to decide on this proposal.').waitFor();
+    expect(await anonPage.getByRole('button', { name: 'Allow' }).count()).toBe(0);
+    await anonPage.screenshot({ path: join(SHOTS, 'approval-logged-out.png'), fullPage: true });
+    await anon.close();
+
     await nav('Proposals');
     const row = page.getByRole('row', { name: /Use the mirror/ });
     await row.waitFor();
@@ -481,7 +525,7 @@ describeBrowser('web console', () => {
     await page.getByLabel('Add a person (email)').fill('dev@example.com');
     await page.getByRole('button', { name: 'Add to vault' }).click();
     await page.getByText('Added dev@example.com as member.').waitFor();
-    expect(await page.getByRole('row', { name: /dev@example\.com.*person/ }).count()).toBe(1);
+    await expect.poll(() => page.getByRole('row', { name: /dev@example\.com.*person/ }).count()).toBe(1);
     expect(await page.getByRole('row', { name: /ci-bot.*agent.*proxy/ }).count()).toBe(1);
     expect(await unlabelled()).toEqual([]);
     await shot('members');
@@ -508,7 +552,7 @@ describeBrowser('web console', () => {
       await page.getByRole('heading', { name: heading, exact: true }).waitFor();
       await page.waitForLoadState('networkidle');
       await shot(name);
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      const overflow = await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth - (globalThis as any).innerWidth);
       expect(overflow, path).toBeLessThanOrEqual(0);
     }
     await page.getByRole('heading', { name: 'Activity per hour' }).waitFor();

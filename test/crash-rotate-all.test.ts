@@ -258,7 +258,6 @@ describeBackends('rotate-all survives SIGKILL at any moment', (ctx) => {
     const partial = () => outcomes.filter((o) => o.resealed > 0 && o.resealed < N).length;
     let aim = baselineMs / 2;
     for (let extra = 0; extra < 4 && partial() === 0; extra++) aim *= (await killAfter(aim * (0.8 + 0.4 * Math.random()))) === 0 ? 1.7 : 0.5;
-    if (process.env.CRASH_DEBUG) console.log('kills', ctx.backend, Math.round(baselineMs), JSON.stringify(outcomes));
     expect(partial(), `kills landed at ${JSON.stringify(outcomes)} (baseline ${Math.round(baselineMs)} ms)`).toBeGreaterThanOrEqual(1);
   }, 180_000);
 

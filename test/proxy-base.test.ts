@@ -254,6 +254,31 @@ describeBackends('proxy base-URL mode', (ctx) => {
     }
   });
 
+  it('query-parameter auth replaces the client\'s parameter; wildcard services take the host from X-Latchkey-Host', async () => {
+    expect((await call('POST', '/v1/vaults/default/services', { body: { name: 'byquery', host: upHost, auth: { type: 'query', param: 'api_key', key: 'OPENAI_KEY' } } })).status).toBe(201);
+    expect((await call('POST', '/v1/vaults/default/grants', { body: { agent: 'proxy-bot', service: 'byquery', mode: 'use' } })).status).toBe(201);
+    const before = up.seen.length;
+    const res = await proxied('default/byquery/v1/echo?api_key=client-guess&q=x');
+    expect(res.status).toBe(200);
+    await res.text();
+    const url = new URL(up.seen[before]!.url, 'https://x');
+    expect(url.searchParams.getAll('api_key')).toEqual([REAL]);
+    expect(url.searchParams.get('q')).toBe('x');
+    expect(up.seen[before]!.headers.authorization).toBeUndefined(); // the agent's bearer token is not forwarded
+
+    expect((await call('POST', '/v1/vaults/default/services', { body: { name: 'wild', host: '*.lk-wild.invalid', auth: { type: 'bearer', key: 'OPENAI_KEY' } } })).status).toBe(201);
+    expect((await call('POST', '/v1/vaults/default/grants', { body: { agent: 'proxy-bot', service: 'wild', mode: 'use' } })).status).toBe(201);
+    const noHost = await proxied('default/wild/x');
+    expect([noHost.status, noHost.headers.get('x-latchkey-error')]).toEqual([400, 'host_required']);
+    const wrongHost = await proxied('default/wild/x', { headers: { 'x-latchkey-host': 'evil.example.com' } });
+    expect([wrongHost.status, wrongHost.headers.get('x-latchkey-error')]).toEqual([403, 'host_not_allowed']);
+    const deep = await proxied('default/wild/x', { headers: { 'x-latchkey-host': 'a.b.lk-wild.invalid' } });
+    expect([deep.status, deep.headers.get('x-latchkey-error')]).toEqual([403, 'host_not_allowed']);
+    // a covered host is dialed (this one does not resolve: the proxy's own 502)
+    const covered = await proxied('default/wild/x', { headers: { 'x-latchkey-host': 'api.lk-wild.invalid' } });
+    expect([covered.status, covered.headers.get('x-latchkey-error')]).toEqual([502, 'upstream_error']);
+  });
+
   it('streams SSE as it is produced', async () => {
     const t0 = Date.now();
     const res = await raw(server.url, 'GET', '/proxy/default/openai/v1/sse', { authorization: `Bearer ${agentToken}`, accept: 'text/event-stream' });

@@ -529,10 +529,17 @@ describeBackends('forward proxy', (ctx) => {
     // the CA files lived only as long as the child
     expect(() => readFileSync(childEnv.NODE_EXTRA_CA_CERTS!)).toThrow();
 
-    // the session is scoped to its vault and short-lived
+    // the session was scoped to its vault, and it ended with the command: a leaked copy is worthless
     const sess = childEnv.HTTPS_PROXY!.slice('http://'.length).split(':')[0]!;
-    const me = await api('GET', '/v1/auth/me', undefined, sess);
-    expect(me.json).toMatchObject({ kind: 'agent', name: 'fwd-bot', session_vault: 'default' });
+    expect((await api('GET', '/v1/auth/me', undefined, sess)).status).toBe(401);
+    const own = await api('POST', '/v1/sessions', { vault: 'default', ttl: 600 }, agentToken);
+    expect(own.status).toBe(201);
+    expect((await api('GET', '/v1/auth/me', undefined, own.json.token)).json).toMatchObject({ kind: 'agent', name: 'fwd-bot', session_vault: 'default' });
+    // an agent may end a session it holds, not its own agent token
+    expect((await api('POST', '/v1/auth/logout', undefined, own.json.token)).json).toEqual({ revoked: true });
+    expect((await api('GET', '/v1/auth/me', undefined, own.json.token)).status).toBe(401);
+    expect((await api('POST', '/v1/auth/logout', undefined, agentToken)).json).toEqual({ revoked: false });
+    expect((await api('GET', '/v1/auth/me', undefined, agentToken)).status).toBe(200);
 
     // a signal ends the child: 128 + n
     const sig = await runProc(process.execPath, [BIN, 'run', '--', process.execPath, '-e', "process.kill(process.pid, 'SIGTERM')"], env);

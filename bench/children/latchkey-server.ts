@@ -3,8 +3,11 @@
  * is measured apart from the load generator's. Talks to the parent over IPC:
  *   -> {type:'ready', url, token, pid}
  *   <- {type:'seed', id, prefix, count, concurrency, valueBytes}   create secrets in-process (core API)
+ *   <- {type:'mem', id}                                            process.memoryUsage() (the proxy's memory benchmark)
  *   <- {type:'stop', id}                                           close gracefully and exit
- * BENCH_HOME names the data dir; BENCH_PORT the port (default: any free one).
+ * BENCH_HOME names the data dir; BENCH_PORT the port (default: any free one); BENCH_PROXY_PORT the
+ * forward proxy's port (default: no forward proxy). The proxy's LATCHKEY_EGRESS_ALLOW and
+ * LATCHKEY_UPSTREAM_CA come from this process's environment, as in production.
  */
 import { randomBytes } from 'node:crypto';
 import { startServer } from '../../src/server/start.js';
@@ -18,7 +21,7 @@ async function main() {
   // one token at thousands of requests/s: the per-actor limit (default 6000/min) is raised so the
   // limiter still runs on every request but never refuses one
   const srv = await startServer({
-    home, host: '127.0.0.1', port: Number(process.env.BENCH_PORT ?? 0), proxyPort: 0, logLevel: 'silent',
+    home, host: '127.0.0.1', port: Number(process.env.BENCH_PORT ?? 0), proxyPort: Number(process.env.BENCH_PROXY_PORT ?? 0), logLevel: 'silent',
     rateLimits: { actor: { max: 1_000_000_000, windowMs: 60_000 } },
   });
   const startMs = performance.now() - t0;
@@ -36,6 +39,8 @@ async function main() {
         await stop();
         send({ id: m.id, ok: true });
         setImmediate(() => process.exit(0));
+      } else if (m?.type === 'mem') {
+        send({ id: m.id, ok: true, mem: process.memoryUsage() });
       } else if (m?.type === 'seed') {
         const ctx = { principal: { kind: 'system' as const }, ip: null, requestId: null };
         const count: number = m.count;
@@ -59,7 +64,7 @@ async function main() {
       send({ id: m?.id, error: String((err as Error)?.stack ?? err) });
     }
   });
-  send({ type: 'ready', url: srv.url, token: srv.initialized?.ownerToken ?? null, pid: process.pid, startMs });
+  send({ type: 'ready', url: srv.url, proxyUrl: srv.proxyUrl, token: srv.initialized?.ownerToken ?? null, pid: process.pid, startMs });
 }
 
 main().catch((err) => {

@@ -6,6 +6,8 @@ import { benchPath, cleanEnv, forkTracked, rpc, stopChild, waitMessage, type Tra
 export interface LatchkeyChild {
   proc: Tracked;
   url: string;
+  /** the forward proxy's URL, when started with BENCH_PROXY_PORT in `env` */
+  proxyUrl: string | null;
   token: string;
   pid: number;
   startMs: number;
@@ -18,7 +20,7 @@ export interface LatchkeyChild {
 export async function startLatchkey(home: string, opts: { token?: string; env?: Record<string, string>; /** file-name tag when --profile is on */ profileTag?: string } = {}): Promise<LatchkeyChild> {
   const env = opts.env ?? {};
   const proc = forkTracked(benchPath('children/latchkey-server.js'), [], { env: cleanEnv({ BENCH_HOME: home, ...env }), execArgv: profileArgs(opts.profileTag ?? 'latchkey') });
-  const ready = await waitMessage<{ url: string; token: string | null; pid: number; startMs: number }>(proc, 'ready', 60_000).catch(async (err) => {
+  const ready = await waitMessage<{ url: string; proxyUrl?: string | null; token: string | null; pid: number; startMs: number }>(proc, 'ready', 60_000).catch(async (err) => {
     await stopChild(proc, 500);
     throw err;
   });
@@ -28,7 +30,7 @@ export async function startLatchkey(home: string, opts: { token?: string; env?: 
     throw new Error(`Latchkey at ${home} was already initialised and no token was given`);
   }
   return {
-    proc, url: ready.url, token, pid: ready.pid, startMs: ready.startMs,
+    proc, url: ready.url, proxyUrl: ready.proxyUrl ?? null, token, pid: ready.pid, startMs: ready.startMs,
     async seed(prefix, count, concurrency = 16) {
       const r = await rpc<{ ms: number }>(proc, 'seed', { prefix, count, concurrency });
       return r.ms;

@@ -21,7 +21,7 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { Command } from 'commander';
-import type { LatchkeyClient } from '../client/index.js';
+import { LatchkeyClient } from '../client/index.js';
 import { ttlArg } from './agent.js';
 import { readCliConfig, resolveToken } from './config.js';
 import { CliError, clientFor, EXIT, printError, usage } from './output.js';
@@ -126,12 +126,14 @@ export function runCommand(program: Command, setCode: (c: number) => void): void
       const vault = await vaultFor(client, flags.vault);
 
       let session: string;
+      let minted = false;
       if (kind === 'session') {
         if (flags.agent) throw usage('--agent needs an agent or person token; this is already a session');
         session = token!;
       } else {
         const s = await client.createSession({ vault, ...(flags.ttl ? { ttl: flags.ttl } : {}), ...(flags.agent ? { agent: flags.agent } : {}) });
         session = s.token;
+        minted = true;
       }
       const proxy = await proxyAddress(client, flags.proxy);
       const caPem = await client.caCertificate();
@@ -157,6 +159,8 @@ export function runCommand(program: Command, setCode: (c: number) => void): void
         setCode(await spawnChild(command, args, env));
       } finally {
         rmSync(dir, { recursive: true, force: true });
+        // the session this run minted ends with the command (a leaked copy is worthless)
+        if (minted) await new LatchkeyClient({ addr: client.addr, token: session }).logout().catch(() => {});
       }
     });
 }

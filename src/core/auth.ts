@@ -167,9 +167,12 @@ export class Auth {
 
   /** Ends the console session or revokes the API token the request came with. */
   async logout(ctx: OpContext): Promise<{ revoked: boolean }> {
-    await this.core.authorize(ctx, 'self.manage');
     const p = ctx.principal;
-    if (p.kind !== 'user' || !p.tokenId) return { revoked: false };
+    // a person ends their session or API token; an agent may end a short-lived session it holds
+    // (`latchkey run` does when its command exits), never its agent token (people revoke those)
+    await this.core.authorize(ctx, p.kind === 'agent' ? 'session.end' : 'self.manage');
+    if (p.kind === 'agent' && p.sessionVault === null) return { revoked: false };
+    if ((p.kind !== 'user' && p.kind !== 'agent') || !p.tokenId) return { revoked: false };
     const tokenId = p.tokenId;
     const revoked = await this.core.write(ctx, async (s, ev) => {
       const r = await s.revokeToken(tokenId, new Date().toISOString());

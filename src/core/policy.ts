@@ -35,6 +35,7 @@ export const RULES = {
   'token.manage': { anyUser: true },
   /** a person's own email, password and session (PATCH /v1/auth/me, logout) */
   'self.manage': { anyUser: true },
+  'session.end': { anyAgent: true },
   'vault.list': { anyUser: true, anyAgent: true },
   'vault.create': { anyUser: true },
   'vault.update': { instance: ADMINS, vault: ['admin'] },

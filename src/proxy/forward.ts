@@ -238,7 +238,8 @@ export class ForwardProxy {
     if (socket.destroyed) return;
     if (decision.match) return this.intercept(socket, head, { scheme: 'https', creds, host: target.host, port: target.port, clientIp });
     if (decision.passthrough) return this.passthrough(socket, head, target.host, target.port);
-    return rawReply(socket, 403, 'host_not_allowed', `no service in vault '${creds.vault}' matches ${target.host}:${target.port}`, PROPOSE_HINT(creds.vault, target.host));
+    // (the pipeline raises this itself; kept so that no answer here ever means "tunnel anyway")
+    return rawReply(socket, 403, 'no_service', `no service in vault '${creds.vault}' matches ${target.host}:${target.port}`, PROPOSE_HINT(creds.vault, target.host));
   }
 
   private async intercept(socket: Duplex, head: Buffer, info: TunnelInfo): Promise<void> {

@@ -128,9 +128,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         if (closed) return;
         closed = true;
         if (pruneTimer) clearInterval(pruneTimer);
+        // stop taking tunnels, let the control plane (and base-URL requests in flight) finish,
+        // then flush the proxy's audit batch, then close the store
         await proxy?.close();
-        await pipeline?.close();
         await app.close();
+        await pipeline?.close();
         await core.close();
       },
     };
