@@ -175,6 +175,9 @@ describeBrowser('web console', () => {
     const cookies = await context.cookies();
     const session = cookies.find((c) => c.name === 'lk_session');
     expect(session).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
+    // opening the console logged out asked the server nothing it would refuse (no anonymous auth.failure rows)
+    const failures = (await call('GET', '/v1/audit?action=auth.failure', { token: ownerToken })).json.items as Array<{ details: { credential?: string } }>;
+    expect(failures.filter((e) => e.details.credential === 'none')).toEqual([]);
     // the server agrees: the owner now has that email and can log in with the password
     expect((await call('GET', '/v1/auth/me', { token: ownerToken })).json).toMatchObject({ email: EMAIL, role: 'owner' });
   });
@@ -529,6 +532,47 @@ describeBrowser('web console', () => {
     expect(await page.getByRole('row', { name: /ci-bot.*agent.*proxy/ }).count()).toBe(1);
     expect(await unlabelled()).toEqual([]);
     await shot('members');
+  });
+
+  it('custom secret: a new version, history, rollback, and delete with typed confirmation', async () => {
+    await nav('Secrets');
+    await page.getByRole('button', { name: 'Add secret' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Add secret' });
+    await dialog.getByText('Custom', { exact: true }).click();
+    await dialog.getByLabel('Name').fill('temp key');
+    await dialog.getByLabel('Category').selectOption('api_key');
+    await dialog.getByLabel('Value').fill('first-value-1');
+    await dialog.getByRole('button', { name: 'Save secret' }).click();
+    await dialog.getByText('Use UPPER_SNAKE_CASE').waitFor();
+    await dialog.getByLabel('Name').fill('TEMP_KEY');
+    await dialog.getByRole('button', { name: 'Save secret' }).click();
+    await page.getByText('Created TEMP_KEY.').waitFor();
+    expect(await page.getByRole('row', { name: /TEMP_KEY/ }).locator('.cat-api_key').textContent()).toBe('API key');
+
+    await page.getByRole('link', { name: 'TEMP_KEY', exact: true }).click();
+    await page.getByRole('button', { name: 'New version' }).click();
+    await page.getByLabel('New value').fill('second-value-2');
+    await page.getByRole('button', { name: 'Save new version' }).click();
+    await page.getByText('Saved version 2.').waitFor();
+    await page.getByRole('button', { name: 'Roll back to v1' }).click();
+    await page.getByRole('dialog', { name: 'Roll back' }).getByRole('button', { name: 'Roll back to v1' }).click();
+    await page.getByText('Version 3 now holds the value of version 1.').waitFor();
+    await expect.poll(() => page.locator('section').filter({ hasText: 'History' }).locator('tbody tr').count()).toBe(3);
+    expect((await call('GET', '/v1/vaults/default/secrets/TEMP_KEY/value', { token: ownerToken })).json).toMatchObject({ version: 3, value: 'first-value-1' });
+    expect(await page.content()).not.toContain('first-value-1');
+    await shot('secret-history');
+
+    await page.getByRole('button', { name: 'Delete' }).click();
+    const confirm = page.getByRole('dialog', { name: 'Delete secret' });
+    const del = confirm.getByRole('button', { name: 'Delete permanently' });
+    expect(await del.isDisabled()).toBe(true);
+    await confirm.getByLabel('Type TEMP_KEY to confirm').fill('TEMP_KE');
+    expect(await del.isDisabled()).toBe(true);
+    await confirm.getByLabel('Type TEMP_KEY to confirm').fill('TEMP_KEY');
+    await shot('secret-delete');
+    await del.click();
+    await page.getByRole('heading', { level: 1, name: 'Secrets' }).waitFor();
+    expect((await call('GET', '/v1/vaults/default/secrets/TEMP_KEY', { token: ownerToken })).status).toBe(404);
   });
 
   it('an ended session goes back to login, and login resumes the page', async () => {

@@ -19,6 +19,7 @@
  *        streamed (SSE) requests on warm keep-alive connections, routes interleaved: time to the
  *        response headers, the first body byte, the first complete event, and the end
  *   {type:'download', route, path, bytes}   one big response, consumed as fast as it comes
+ *   {type:'probe', routes, path, expectLen}   one request per route: null or the error, per route key
  *   {type:'close'}
  * `pids` = {name: pid} of the processes whose CPU to report over the measured window.
  */
@@ -150,7 +151,7 @@ async function openLoop(a: LoopArgs, durationMs: number, record: boolean) {
 /** Reads one HTTP/1.1 response head from `s` (and, with `body`, its Content-Length body); resolves with the status. */
 function readResponse(s: Socket | TLSSocket, body: boolean): Promise<{ status: number; head: string }> {
   return new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     let headEnd = -1;
     let want = -1;
     let status = 0;
@@ -336,6 +337,17 @@ process.on('message', async (m: any) => {
       const r = await loop(a, a.durationMs, true);
       const c = cpu.stop();
       process.send?.({ id: m.id, ...r, cpu: { ...c, loadgen: c.self } });
+    } else if (m?.type === 'probe') {
+      // one request per route, nothing timed: every route must answer right before anything is measured
+      const results: Record<string, string | null> = {};
+      for (const r of m.routes as Route[]) {
+        try {
+          results[r.key] = await one(dispatcherFor(r, 1), r, m.path, m.expectLen);
+        } catch (err) {
+          results[r.key] = String((err as Error)?.message ?? err);
+        }
+      }
+      process.send?.({ id: m.id, results });
     } else if (m?.type === 'connect') {
       process.send?.({ id: m.id, ...(await connectBench(m as ConnectArgs)) });
     } else if (m?.type === 'ttfb') {

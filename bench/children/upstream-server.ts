@@ -8,7 +8,7 @@
  *   GET /sse?events=n&gap=ms  text/event-stream: headers and the first event at once, then n-1 more, `gap` ms apart
  *   GET /bytes?n=N           N bytes (Content-Length) of incompressible data, written with backpressure
  *
- * IPC: parent sends {type:'init', id, secret}; child answers {id, port, pid, caPem} once listening.
+ * IPC: parent sends {type:'init', id, secret}; child answers {id, port, pid, caPem, smallLen} once listening.
  */
 import 'reflect-metadata';
 import { randomBytes, webcrypto } from 'node:crypto';
@@ -113,7 +113,7 @@ process.on('message', async (m: any) => {
       server!.listen(0, '127.0.0.1', () => resolve());
     });
     const port = (server.address() as AddressInfo).port;
-    process.send?.({ id: m.id, port, pid: process.pid, caPem: pki.caPem });
+    process.send?.({ id: m.id, port, pid: process.pid, caPem: pki.caPem, smallLen: SMALL.length });
   } catch (err) {
     process.send?.({ id: m.id, error: String((err as Error)?.stack ?? err) });
   }

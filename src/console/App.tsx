@@ -15,6 +15,16 @@ import { Services } from './pages/Services';
 import { Proposals, ProposalDetail, ApprovalPage } from './pages/Proposals';
 
 const VAULT_KEY = 'latchkey.vault';
+/**
+ * A hint (not a credential: the session is an HttpOnly cookie the page cannot read) that this
+ * browser has logged in, so a visit without it shows the login page at once instead of asking
+ * the server and leaving a refused request in the audit log.
+ */
+const SIGNED_IN_KEY = 'latchkey.signedIn';
+const hint = {
+  get: () => localStorage.getItem(SIGNED_IN_KEY) === '1',
+  set: (on: boolean) => (on ? localStorage.setItem(SIGNED_IN_KEY, '1') : localStorage.removeItem(SIGNED_IN_KEY)),
+};
 
 const NAV: Array<{ to: string; label: string; badge?: 'grants' | 'proposals' }> = [
   { to: '/secrets', label: 'Secrets' },
@@ -34,14 +44,21 @@ export function App() {
 
   useEffect(() => {
     setUnauthenticatedHandler((err) => {
+      hint.set(false);
       setMe(null);
       setMessage(err.code === 'session_expired' ? 'Your session has expired. Log in again to continue.' : 'Your session has ended. Log in again to continue.');
     });
-    lk.me(undefined, true).then(setMe, () => setMe(null));
+    if (!hint.get()) setMe(null);
+    else
+      lk.me(undefined, true).then(setMe, () => {
+        hint.set(false);
+        setMe(null);
+      });
     return () => setUnauthenticatedHandler(null);
   }, []);
 
   const onLogin = useCallback((m: Me) => {
+    hint.set(true);
     setMe(m);
     setMessage(null);
   }, []);
@@ -52,6 +69,7 @@ export function App() {
     } catch {
       // the session may already be gone; the cookie is cleared either way
     }
+    hint.set(false);
     setMe(null);
     setMessage('You have logged out.');
     navigate('/', { replace: true });

@@ -170,7 +170,8 @@ export class Auth {
     const p = ctx.principal;
     // a person ends their session or API token; an agent may end a short-lived session it holds
     // (`latchkey run` does when its command exits), never its agent token (people revoke those)
-    await this.core.authorize(ctx, p.kind === 'agent' ? 'session.end' : 'self.manage');
+    // an agent token is not a session: logout is people's (SPEC §5), so that is a 403, audited
+    await this.core.authorize(ctx, p.kind === 'agent' && p.sessionVault !== null ? 'session.end' : 'self.manage');
     if (p.kind === 'agent' && p.sessionVault === null) return { revoked: false };
     if ((p.kind !== 'user' && p.kind !== 'agent') || !p.tokenId) return { revoked: false };
     const tokenId = p.tokenId;
