@@ -89,7 +89,7 @@ const MATRIX: Row[] = [
   row('POST', '/v1/vaults/:vault/rotate-all', /*                     */ '-     -      -     -      -      Y     -     Y'), // vault-wide maintenance (seed 001 "after security incidents"): admins only (stricter)
   // ---- audit (instance-wide; SPEC names no reader: the stricter reading is the instance owner/admin)
   row('GET', '/v1/audit', /*                                         */ '-     -      -     -      -      -     -     Y'),
-  row('GET', '/v1/audit', /*                                         */ '-     -      -     -      -      -     -     Y', '?vault=alpha'), // stricter: a vault filter does not widen who may read the log
+  row('GET', '/v1/audit', /*                                         */ '-     -      -     -      -      Y     -     Y', '?vault=alpha'), // a vault's admin reads the events of that vault (and only with the filter)
   row('GET', '/v1/audit/verify', /*                                  */ '-     -      -     -      -      -     -     Y'),
   row('POST', '/v1/audit/verify', /*                                 */ '-     -      -     -      -      -     -     Y'),
   row('POST', '/v1/audit/prune', /*                                  */ '-     -      -     -      -      -     -     Y'), // retention (§4) deletes history: owner

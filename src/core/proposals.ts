@@ -13,6 +13,7 @@
  *   valid for 24 h; a proposal expires 7 days after it was made (a pending one past that reads as
  *   `expired`).
  */
+import { SECRET_NAME_RE } from './names.js';
 import { mintToken, newId, tokenKind } from '../crypto/tokens.js';
 import { blobKekVersion } from '../crypto/keyring.js';
 import type { GrantRow, ProposalRow, ServiceRow, VaultRow } from '../store/store.js';
@@ -385,7 +386,11 @@ export class Proposals {
     if (entries.length > PROPOSAL_LIMITS.credentials) throw invalid('credentials', `may hold at most ${PROPOSAL_LIMITS.credentials} values`);
     const personal: Record<string, string> = {};
     for (const [key, v] of entries) {
-      if (!setSlots.has(key)) throw invalid(`credentials.${key}`, 'is not a set slot of this proposal');
+      if (!setSlots.has(key)) {
+        // never echo a key that is not a valid name: it may be a value pasted in the wrong place
+        const field = SECRET_NAME_RE.test(key) && key.length <= 128 ? `credentials.${key}` : 'credentials';
+        throw invalid(field, field === 'credentials' ? 'holds a key that is not a credential name of this proposal' : 'is not a set slot of this proposal');
+      }
       personal[key] = checkValue(v, `credentials.${key}`);
     }
     const values = new Map<string, string>(Object.entries({ ...(await this.agentValues(p)), ...personal }));

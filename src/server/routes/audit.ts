@@ -32,8 +32,10 @@ function isoTime(v: string | undefined, field: string): string | undefined {
 export function auditRoutes(core: Core) {
   return async (app: App) => {
     app.get('/v1/audit', { schema: { summary: 'Query audit events, newest first', tags: ['audit'], querystring: query } }, async (req: Req<unknown, z.infer<typeof query>>) => {
-      await core.authorize(req.ctx, 'audit.read');
       const q = req.query;
+      // the whole log is for instance admins; a vault's admins may read the events of their vault
+      const vault = q.vault ? await core.store.getVault(q.vault) : null;
+      await core.authorize(req.ctx, 'audit.read', vault);
       if (q.agent && q.actor) throw invalid('agent', 'give either actor or agent, not both');
       return core.audit.query(core.store, {
         vault: q.vault, actor: q.agent ? `agent:${q.agent}` : q.actor, target: q.secret, action: q.action, outcome: q.outcome,
