@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { check, emptyResult, type Benchmark, type BenchOptions, type BenchResult } from '../lib/harness.js';
 import { benchPath, cleanEnv, forkTracked, freePort, makeTempDir, removeTempDir, rpc, stopChild, waitMessage, type Tracked } from '../lib/proc.js';
+import { profileArgs } from '../lib/profile.js';
 import { api, startLatchkey, type LatchkeyChild } from '../lib/servers.js';
 import { fmt, fmtPct, round1, summarize, type LatencySummary } from '../lib/stats.js';
 
@@ -114,10 +115,13 @@ function rssSampler(pid: number, everyMs = 50) {
   };
 }
 
+/** A signed difference: +0.123 / −0.456. */
+const plus = (x: number, digits = 3) => (Number.isNaN(x) ? '–' : `${x < 0 ? '−' : '+'}${fmt(Math.abs(x), digits)}`);
+
 const mib = (b: number | null | undefined) => (b == null || Number.isNaN(b) ? '–' : `${(b / MiB).toFixed(1)} MiB`);
 
-async function startChild(script: string, initPayload: Record<string, unknown>): Promise<{ proc: Tracked; reply: any }> {
-  const proc = forkTracked(benchPath(`children/${script}`), [], { env: cleanEnv() });
+async function startChild(script: string, initPayload: Record<string, unknown>, profileTag?: string): Promise<{ proc: Tracked; reply: any }> {
+  const proc = forkTracked(benchPath(`children/${script}`), [], { env: cleanEnv(), execArgv: profileTag ? profileArgs(profileTag) : [] });
   try {
     const reply = await rpc(proc, 'init', initPayload, 120_000);
     return { proc, reply };
@@ -161,7 +165,8 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     }
     if (!lk.proxyUrl) throw new Error('the Latchkey child started without its forward proxy');
     const proxyPort = Number(new URL(lk.proxyUrl).port);
-    const b = await startChild('bare-proxy.js', { origin: upOrigin, caPem: upstream.caPem });
+    // (--profile profiles the bare proxy too, so the two proxies' hot spots can be compared)
+    const b = await startChild('bare-proxy.js', { origin: upOrigin, caPem: upstream.caPem }, 'bare-proxy');
     bare = b.proc;
     const bareProxy = { url: b.reply.url as string, pid: b.reply.pid as number };
 
@@ -231,7 +236,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
       const errs = m.errors + D.errors;
       const behind = m.rps < OPEN_RATE * 0.97 ? `fell behind the rate (${fmt(m.rps, 0)}/s achieved): the latency is mostly queueing` : '';
       res.targets.push(check(`proxy: added latency at 1,000 rps, ${k === 'base' ? 'base-URL' : 'forward'} mode`, 'p50 ≤ 0.3 ms, p99 ≤ 2 ms', a50,
-        () => a50 <= 0.3 && a99 <= 2 && errs === 0, `p50 +${fmt(a50, 3)} ms, p99 +${fmt(a99, 3)} ms (${fmt(m.lat.p50, 3)}/${fmt(m.lat.p99, 3)} vs direct ${fmt(D.lat.p50, 3)}/${fmt(D.lat.p99, 3)} ms)`,
+        () => a50 <= 0.3 && a99 <= 2 && errs === 0, `p50 ${plus(a50)} ms, p99 ${plus(a99)} ms (${fmt(m.lat.p50, 3)}/${fmt(m.lat.p99, 3)} vs direct ${fmt(D.lat.p50, 3)}/${fmt(D.lat.p99, 3)} ms)`,
         [errs ? `${errs} errors` : '', behind].filter(Boolean).join('; ') || undefined));
     }
 
@@ -286,7 +291,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     });
     const addConn = cf.p99 - cd.p99;
     res.targets.push(check('proxy: new CONNECT with cached leaf cert, added p99', '≤ 5 ms', addConn, (v) => v <= 5,
-      `+${fmt(addConn, 3)} ms p99 (${fmt(cf.p99, 3)} vs direct ${fmt(cd.p99, 3)} ms; p50 +${fmt(cf.p50 - cd.p50, 3)} ms)`));
+      `${plus(addConn)} ms p99 (${fmt(cf.p99, 3)} vs direct ${fmt(cd.p99, 3)} ms; p50 ${plus(cf.p50 - cd.p50)} ms)`));
 
     // ---- (4) streaming: time to first byte
     o.log(`proxy: streaming time to first byte, ${cfg.ttfbN} SSE requests per route`);
@@ -311,7 +316,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     for (const k of ['base', 'forward'] as const) {
       const a = ts[k].first.p50 - TD.first.p50;
       res.targets.push(check(`proxy: streaming, added time to first byte (${k === 'base' ? 'base-URL' : 'forward'} mode)`, '≤ 1 ms', a, (v) => v <= 1,
-        `+${fmt(a, 3)} ms p50 (${fmt(ts[k].first.p50, 3)} vs direct ${fmt(TD.first.p50, 3)} ms; p99 +${fmt(ts[k].first.p99 - TD.first.p99, 3)} ms)`));
+        `${plus(a)} ms p50 (${fmt(ts[k].first.p50, 3)} vs direct ${fmt(TD.first.p50, 3)} ms; p99 ${plus(ts[k].first.p99 - TD.first.p99)} ms)`));
     }
     await rpc(cl, 'close', {}).catch(() => {});
 
@@ -343,7 +348,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     const big = downloads[0]!;
     const growth = big.rss ? big.rss.peak - big.rss.start : NaN;
     res.targets.push(check(`proxy: memory while streaming ${o.quick ? `${cfg.bigBytes / MiB} MiB (quick; SPEC: 1 GiB)` : '1 GiB'}`, 'flat (peak RSS growth < 64 MiB)', growth / MiB, (v) => v < 64,
-      `RSS ${mib(big.rss?.start)} → peak ${mib(big.rss?.peak)} → end ${mib(big.rss?.end)} (+${mib(growth)}) at ${fmt(big.bytes / 1e6 / (big.ms / 1000), 0)} MB/s`));
+      `RSS ${mib(big.rss?.start)} → peak ${mib(big.rss?.peak)} → end ${mib(big.rss?.end)} (${growth < 0 ? '−' : '+'}${mib(Math.abs(growth))}) at ${fmt(big.bytes / 1e6 / (big.ms / 1000), 0)} MB/s`));
     if (big.heap) {
       const h = big.heap;
       res.notes.push(`Latchkey memoryUsage before/after the big download: heapUsed ${mib(h.before.heapUsed)} → ${mib(h.after.heapUsed)}, external ${mib(h.before.external)} → ${mib(h.after.external)}, arrayBuffers ${mib(h.before.arrayBuffers)} → ${mib(h.after.arrayBuffers)}.`);
@@ -352,6 +357,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     // ---- notes
     res.notes.push('direct = the client speaks HTTPS to the upstream itself (keep-alive); base-URL mode = plain HTTP to Latchkey, which dials the upstream over HTTPS (keep-alive); forward mode = CONNECT tunnels with TLS terminated by Latchkey (its CA) and HTTPS again to the upstream. Every proxied answer was checked: the upstream only answers the injected credential.');
     res.notes.push(`added latency/TTFB are differences of percentiles measured in alternating rounds on a shared machine: noise of ±0.1 ms at p50 and several ms at p99 is expected under load; compare the CPU columns (proxy CPU at ${fmt(OPEN_RATE, 0)} req/s is the cost per request).`);
+    res.notes.push(`the floor of one extra hop on this machine now: the bare proxy adds p50 ${plus(open.bare.lat.p50 - D.lat.p50)} ms / p99 ${plus(open.bare.lat.p99 - D.lat.p99)} ms at ${fmt(OPEN_RATE, 0)} req/s and ${plus(ts.bare.first.p50 - TD.first.p50)} ms to the first streamed byte, using ${fmt(((open.bare.cpu.proxy ?? NaN) * 10) / open.bare.rps, 3)} ms of CPU per request against Latchkey's ${fmt(((open.base.cpu.proxy ?? NaN) * 10) / open.base.rps, 3)} (base-URL) / ${fmt(((open.forward.cpu.proxy ?? NaN) * 10) / open.forward.rps, 3)} (forward).`);
     if ((B.cpu.loadgen ?? 0) >= 80 || (closed.base.cpu.loadgen ?? 0) >= 80) res.notes.push(`the client used ${fmtPct(B.cpu.loadgen)} / ${fmtPct(closed.base.cpu.loadgen)} of a core in the closed loop (bare / base): near saturation, the ratio may be understated or overstated; see the per-CPU-second ratio.`);
     for (const m of [...Object.values(open), ...Object.values(closed)]) if (m.firstError) res.notes.push(`${m.system}: first error: ${m.firstError}`);
     res.data = {

@@ -1,6 +1,6 @@
 /** Key management: status, KEK rotation, rewrap of DEKs onto the newest KEK (batched). Rekey is offline (bootstrap.ts). */
 import type { KeyPurpose, SealedKeyRow } from '../crypto/keyring.js';
-import { UniqueViolation } from '../store/store.js';
+import { UniqueViolation, type Store } from '../store/store.js';
 import type { Core } from './core.js';
 import { conflict, invalid } from './errors.js';
 import type { OpContext } from './principal.js';
@@ -11,8 +11,8 @@ export class Keys {
   constructor(private readonly core: Core) {}
 
   /** Loads key rows this process has not seen (another replica rotated). */
-  async refresh(): Promise<void> {
-    const rows = await this.core.store.listKeys();
+  async refresh(store: Store = this.core.store): Promise<void> {
+    const rows = await store.listKeys();
     const fresh = rows.filter((r) => r.purpose === 'kek' && !this.core.keyring.hasKek(r.version));
     if (fresh.length) this.core.keyring.load(fresh.map((r) => ({ ...r, purpose: r.purpose as KeyPurpose })));
   }
@@ -24,11 +24,12 @@ export class Keys {
    * rotated it (the keyring in memory is only a cache of the keys table). `maxAgeMs` lets bulk
    * operations check once per interval instead of once per value.
    */
-  async ensureNewest(maxAgeMs = 0): Promise<void> {
+  async ensureNewest(s: Store, maxAgeMs = 0): Promise<void> {
     const now = Date.now();
     if (maxAgeMs > 0 && now - this.checkedAt < maxAgeMs) return;
     this.checkedAt = now;
-    await this.refresh();
+    // through the caller's transaction: a second pooled connection per write could exhaust the pool
+    await this.refresh(s);
   }
 
   async status(ctx: OpContext) {

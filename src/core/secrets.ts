@@ -130,8 +130,8 @@ export class Secrets {
     return this.core.keyring.openValue(vaultId, v.secret_id, v.version, v);
   }
 
-  private async sealFor(vault: VaultRow, secretId: string, version: number, value: string) {
-    await this.core.keys.ensureNewest();
+  private async sealFor(s: Store, vault: VaultRow, secretId: string, version: number, value: string) {
+    await this.core.keys.ensureNewest(s);
     return this.core.keyring.sealValue(vault.id, secretId, version, Buffer.from(value, 'utf8'));
   }
 
@@ -167,7 +167,7 @@ export class Secrets {
             created_at: now, updated_at: now, last_rotated_at: null,
           };
           await s.insertSecret(row);
-          await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(vault, row.id, 1, it.value)), created_at: now, created_by: by, rotated_at: null });
+          await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(s, vault, row.id, 1, it.value)), created_at: now, created_by: by, rotated_at: null });
           ev.push({ action: 'secret.create', vault: vault.name, target: it.name, details: { version: 1, category, ...(preset ? { preset } : {}) } });
           out.push(secretMeta(vault.name, row));
         }
@@ -201,7 +201,7 @@ export class Secrets {
             current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
           };
           await s.insertSecret(row);
-          await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
+          await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(s, vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
           ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category } });
           return { secret: secretMeta(vault.name, row), created: true };
         }
@@ -209,7 +209,7 @@ export class Secrets {
           throw conflict(`check-and-set failed: '${name}' is at version ${cur.current_version}, not ${input.cas}`, 'cas_mismatch', 'cas');
         }
         const next = cur.current_version + 1;
-        await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
+        await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
         const patch = { updated_at: now, ...(category ? { category } : {}), ...(description !== undefined ? { description } : {}), ...(tags !== undefined ? { tags } : {}) };
         if (!(await s.advanceSecret(cur.id, cur.current_version, next, patch))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
         ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next } });
@@ -239,12 +239,12 @@ export class Secrets {
         current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
       };
       await s.insertSecret(row);
-      await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
+      await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(s, vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
       ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category, ...details } });
       return { created: true, version: 1 };
     }
     const next = cur.current_version + 1;
-    await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
+    await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
     if (!(await s.advanceSecret(cur.id, cur.current_version, next, { updated_at: now }))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
     ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next, ...details } });
     return { created: false, version: next };
@@ -329,7 +329,7 @@ export class Secrets {
   private async reseal(s: Store, vault: VaultRow, row: SecretWithCurrent, now: string): Promise<number> {
     const plain = await this.open(vault.id, row.version);
     try {
-      await this.core.keys.ensureNewest(1000);
+      await this.core.keys.ensureNewest(s, 1000);
       const sealed = this.core.keyring.sealValue(vault.id, row.secret.id, row.version.version, plain);
       await s.updateVersionSeal(row.secret.id, row.version.version, { ...sealed, rotated_at: now });
       await s.touchSecretRotated(row.secret.id, now);

@@ -9,18 +9,29 @@
  * Generation is asynchronous (WebCrypto), de-duplicated per host, and renewed in the background
  * once a cached leaf enters its last hours, so a request never waits for a renewal.
  */
-// @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API
-import 'reflect-metadata';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { blobKekVersion } from '../crypto/keyring.js';
 import type { Core } from '../core/core.js';
 import { systemContext } from '../core/principal.js';
 import type { ProxyCaRow } from '../store/store.js';
 
-x509.cryptoProvider.set(webcrypto as never);
+/**
+ * @peculiar/x509 (and the tsyringe + Reflect metadata it needs) is loaded on first use, not at
+ * start-up: it costs ~0.2 s of module loading that a server without CONNECT traffic never needs.
+ */
+let x509lib: typeof X509 | null = null;
+async function x509(): Promise<typeof X509> {
+  if (!x509lib) {
+    await import('reflect-metadata'); // tsyringe resolves the library's algorithms through it
+    const lib = await import('@peculiar/x509');
+    lib.cryptoProvider.set(webcrypto as never);
+    x509lib = lib;
+  }
+  return x509lib;
+}
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -54,7 +65,7 @@ export interface Leaf {
 
 interface LoadedCa {
   row: ProxyCaRow;
-  cert: x509.X509Certificate;
+  cert: X509.X509Certificate;
   key: CryptoKey;
 }
 
@@ -143,12 +154,13 @@ export class InstanceCa {
   }
 
   private async generateCa(): Promise<LoadedCa & { fingerprint: string }> {
+    const x = await x509();
     const keys = (await subtle.generateKey(KEY_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
     const now = Date.now();
     const notAfter = new Date(now);
     notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_VALID_YEARS);
     const name = `CN=Latchkey proxy CA ${randomBytes(4).toString('hex')}, O=Latchkey`;
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    const cert = await x.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(),
       name,
       notBefore: new Date(now - SKEW_MS),
@@ -156,9 +168,9 @@ export class InstanceCa {
       signingAlgorithm: SIGN_ALG,
       keys,
       extensions: [
-        new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        new x.BasicConstraintsExtension(true, 0, true),
+        new x.KeyUsagesExtension(x.KeyUsageFlags.keyCertSign | x.KeyUsageFlags.cRLSign | x.KeyUsageFlags.digitalSignature, true),
+        await x.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
     const pkcs8 = Buffer.from(await subtle.exportKey('pkcs8', keys.privateKey));
@@ -177,10 +189,11 @@ export class InstanceCa {
   private async open(row: ProxyCaRow): Promise<LoadedCa> {
     // sealed under a KEK another replica made after we started: load it first
     if (!this.core.keyring.hasKek(blobKekVersion(row.sealed_key))) await this.core.keys.refresh();
+    const x = await x509();
     const pkcs8 = this.core.keyring.openBlob(CA_SEAL_PURPOSE, row.id, row.id, row.sealed_key);
     try {
       const key = await subtle.importKey('pkcs8', pkcs8, KEY_ALG, false, ['sign']);
-      return { row, cert: new x509.X509Certificate(row.cert_pem), key };
+      return { row, cert: new x.X509Certificate(row.cert_pem), key };
     } finally {
       pkcs8.fill(0);
     }
@@ -236,9 +249,10 @@ export class InstanceCa {
   /** Signs a new leaf for the entry's key and swaps it in. */
   private async issue(h: string, entry: LeafEntry): Promise<void> {
     const ca = await this.ready();
+    const x = await x509();
     const now = Date.now();
     const notAfter = new Date(Math.min(now + this.leafValidityMs, ca.cert.notAfter.getTime()));
-    const cert = await x509.X509CertificateGenerator.create({
+    const cert = await x.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject: [{ CN: [h] }],
       issuer: ca.cert.subjectName,
@@ -248,12 +262,12 @@ export class InstanceCa {
       publicKey: entry.keys.publicKey,
       signingKey: ca.key,
       extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension([{ type: isIP(h) ? 'ip' : 'dns', value: h }]),
-        await x509.SubjectKeyIdentifierExtension.create(entry.keys.publicKey),
-        await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
+        new x.BasicConstraintsExtension(false, undefined, true),
+        new x.KeyUsagesExtension(x.KeyUsageFlags.digitalSignature, true),
+        new x.ExtendedKeyUsageExtension([x.ExtendedKeyUsage.serverAuth]),
+        new x.SubjectAlternativeNameExtension([{ type: isIP(h) ? 'ip' : 'dns', value: h }]),
+        await x.SubjectKeyIdentifierExtension.create(entry.keys.publicKey),
+        await x.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
       ],
     });
     const certPem = cert.toString('pem') + '\n';

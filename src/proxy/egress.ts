@@ -11,7 +11,8 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
+import { createSecureContext } from 'node:tls';
 
 // ---- addresses as bytes
 
@@ -261,7 +262,11 @@ export class EgressGuard {
 }
 
 export interface ConnectorOptions {
-  /** trusted CAs for upstream TLS (system roots plus extras); undefined = Node's defaults */
+  /**
+   * trusted CAs for upstream TLS (system roots plus extras); undefined = Node's defaults. Built
+   * into ONE secure context here: passing `ca` to every tls.connect would rebuild the whole
+   * certificate store per new connection (tens of milliseconds of blocked event loop each).
+   */
   ca?: string[];
   timeout?: number;
 }
@@ -274,8 +279,9 @@ type ConnectCb = Parameters<buildConnector.connector>[1];
  * address (the first; the next ones on connection failure). TLS verifies the certificate against
  * the original host name (SNI), or the IP literal when the host was one.
  */
-export function guardedConnector(guard: EgressGuard, opts: ConnectorOptions = {}): buildConnector.connector {
-  const base = buildConnector({ ...(opts.ca ? { ca: opts.ca } : {}), timeout: opts.timeout ?? 10_000 } as buildConnector.BuildOptions);
+export function guardedConnector(build: typeof buildConnector, guard: EgressGuard, opts: ConnectorOptions = {}): buildConnector.connector {
+  const secureContext = opts.ca ? createSecureContext({ ca: opts.ca }) : undefined;
+  const base = build({ ...(secureContext ? { secureContext } : {}), timeout: opts.timeout ?? 10_000 } as buildConnector.BuildOptions);
   return (o: ConnectOpts, cb: ConnectCb) => {
     guard.resolve(o.hostname).then((addrs) => {
       let i = 0;

@@ -20,7 +20,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex, Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
 import { applyAuth, credentialKeys, hostMatches, matchService, parseHostMatcher, type HostMatcher, type Injection, type ServiceConfig } from '../core/matching.js';
@@ -157,7 +157,9 @@ export class ProxyPipeline {
   readonly access: ProxyAccess;
   readonly guard: EgressGuard;
   readonly audit: AuditBatch;
-  private readonly dispatcher: Agent;
+  /** undici is loaded on the first proxied request, not at start-up (~0.15 s of module loading) */
+  private dispatcher: Agent | null = null;
+  private dispatcherP: Promise<Agent> | null = null;
   private log: PinoLike;
   private matchers = new Map<string, HostMatcher | null>();
   private closed = false;
@@ -169,16 +171,25 @@ export class ProxyPipeline {
     this.access = new ProxyAccess(core);
     this.guard = new EgressGuard(opts.egressAllow, opts.resolver);
     this.tlsCa = opts.upstreamCa ? [...rootCertificates, ...readPemBundle(opts.upstreamCa)] : undefined;
-    this.dispatcher = new Agent({
-      connect: guardedConnector(this.guard, { ca: this.tlsCa, timeout: opts.connectTimeoutMs ?? 10_000 }),
-      keepAliveTimeout: 10_000,
-      headersTimeout: opts.headersTimeoutMs ?? 300_000,
-      bodyTimeout: opts.bodyTimeoutMs ?? 300_000,
-    });
     this.audit = new AuditBatch(core, {
       intervalMs: opts.auditIntervalMs, maxBatch: opts.auditMaxBatch,
       onError: (err, queued) => this.log.error({ code: (err as { code?: string })?.code, type: (err as Error)?.name, queued }, 'proxy audit batch could not be written; refusing new proxy requests until it is'),
     });
+  }
+
+  private agent(): Agent | Promise<Agent> {
+    if (this.dispatcher) return this.dispatcher;
+    this.dispatcherP ??= import('undici').then(({ Agent: UndiciAgent, buildConnector }) => {
+      const opts = this.opts;
+      this.dispatcher = new UndiciAgent({
+        connect: guardedConnector(buildConnector, this.guard, { ca: this.tlsCa, timeout: opts.connectTimeoutMs ?? 10_000 }),
+        keepAliveTimeout: 10_000,
+        headersTimeout: opts.headersTimeoutMs ?? 300_000,
+        bodyTimeout: opts.bodyTimeoutMs ?? 300_000,
+      });
+      return this.dispatcher;
+    });
+    return this.dispatcherP;
   }
 
   setLogger(log: PinoLike): void {
@@ -460,7 +471,7 @@ export class ProxyPipeline {
     if (!p.redactor.empty) setHeader(headers, 'accept-encoding', 'identity');
     let up: Dispatcher.ResponseData;
     try {
-      up = await this.dispatcher.request({
+      up = await (this.dispatcher ?? (await this.agent())).request({
         origin: `${p.scheme}://${hostForUrl(p.host)}:${p.port}`,
         path: p.path,
         method: method as Dispatcher.HttpMethod,
@@ -610,7 +621,7 @@ export class ProxyPipeline {
     try {
       // an Agent routes by origin (the type omits it)
       const o = { origin: `${p.scheme}://${hostForUrl(p.host)}:${p.port}`, path: p.path, method, headers, protocol } as Dispatcher.UpgradeOptions;
-      up = await this.dispatcher.upgrade(o);
+      up = await (await this.agent()).upgrade(o);
     } catch (err) {
       const pe = this.upstreamError(err, p.host);
       this.writeSocketError(socket, pe, t.mode);
@@ -651,8 +662,11 @@ export class ProxyPipeline {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.open) c.destroy();
-    await Promise.race([this.dispatcher.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
-    await this.dispatcher.destroy().catch(() => {});
+    const d = this.dispatcher ?? (this.dispatcherP ? await this.dispatcherP : null);
+    if (d) {
+      await Promise.race([d.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
+      await d.destroy().catch(() => {});
+    }
     await this.audit.close();
   }
 }

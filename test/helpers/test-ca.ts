@@ -2,6 +2,7 @@
  * A throw-away certificate authority for tests: an ECDSA P-256 CA and leaf certificates it signs
  * (for 127.0.0.1 / ::1 / localhost by default), as PEM. Made with @peculiar/x509 in the test.
  */
+import 'reflect-metadata'; // @peculiar/x509 needs the Reflect metadata API (tsyringe)
 import { KeyObject, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
