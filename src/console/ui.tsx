@@ -352,3 +352,22 @@ export function OnceTokenDialog({ title, token, note, onClose }: { title: string
     </Dialog>
   );
 }
+
+// ---- form footers
+
+/** An action's error, then Cancel and the submit button (disabled while busy or `disabled`; it reads `busyLabel` while busy). */
+export function FormActions({ error, onCancel, busy, label, busyLabel, danger, disabled }: { error?: unknown; onCancel: () => void; busy: boolean; label: ReactNode; busyLabel: ReactNode; danger?: boolean; disabled?: boolean }) {
+  return (
+    <>
+      <ErrorBox error={error} />
+      <div className="form-actions">
+        <button type="button" className="btn" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="submit" className={danger ? 'btn btn-danger' : 'btn btn-primary'} disabled={busy || disabled}>
+          {busy ? busyLabel : label}
+        </button>
+      </div>
+    </>
+  );
+}

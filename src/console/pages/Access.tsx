@@ -2,7 +2,8 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, lk, type Grant, type GrantStatus } from '../api';
 import { useSession } from '../session';
-import { ConfirmDialog, Dialog, Empty, ErrorBox, Field, Loading, Notice, PageHeader, StatusBadge, Time, useAsync } from '../ui';
+import { ConfirmDialog, Dialog, Empty, ErrorBox, Field, FormActions, Notice, PageHeader, StatusBadge, Time, useAsync } from '../ui';
+import { DataTable, ListStatus, StatusTabs } from '../list';
 
 const TABS: Array<{ id: GrantStatus | ''; label: string }> = [
   { id: 'pending', label: 'Pending' },
@@ -75,89 +76,66 @@ export function AccessRequests() {
         </button>
       </PageHeader>
       <Notice text={notice} onDismiss={() => setNotice(null)} />
-      <div className="tabs" role="group" aria-label="Show grants by status">
-        {TABS.map((t) => (
-          <button key={t.id || 'all'} type="button" className={tab === t.id ? 'tab tab-on' : 'tab'} aria-pressed={tab === t.id} onClick={() => setTab(t.id)}>
-            {t.label}
-          </button>
-        ))}
-      </div>
-      <ErrorBox error={list.error} />
-      {list.loading && !list.data ? <Loading /> : null}
-      {list.data && !items.length ? (
-        <Empty title={tab === 'pending' ? 'No pending requests' : 'Nothing here'}>
-          {tab === 'pending' ? 'When an agent asks for access, its request shows up here.' : null}
-        </Empty>
-      ) : null}
+      <StatusTabs label="Show grants by status" tabs={TABS} value={tab} onChange={setTab} />
+      <ListStatus
+        list={list}
+        count={items.length}
+        empty={
+          <Empty title={tab === 'pending' ? 'No pending requests' : 'Nothing here'}>
+            {tab === 'pending' ? 'When an agent asks for access, its request shows up here.' : null}
+          </Empty>
+        }
+      />
       {items.length ? (
-        <div className="table-wrap">
-          <table className="table">
-            <caption className="sr-only">Grants</caption>
-            <thead>
-              <tr>
-                <th scope="col">Agent</th>
-                <th scope="col">Wants</th>
-                <th scope="col">Reason</th>
-                <th scope="col">Status</th>
-                <th scope="col">Asked</th>
-                <th scope="col">Decided</th>
-                <th scope="col">Expires</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((g) => (
-                <tr key={g.id} data-grant={g.id}>
-                  <td>
-                    <strong>{g.agent ?? '—'}</strong>
-                  </td>
-                  <td>
-                    <span className={`badge mode mode-${g.mode}`}>{g.mode}</span> {g.kind} <code>{grantTarget(g)}</code>
-                  </td>
-                  <td className="clamp-cell">{g.reason ?? <span className="muted">—</span>}</td>
-                  <td>
-                    <StatusBadge status={g.status} />
-                  </td>
-                  <td>
-                    <Time iso={g.created_at} />
-                  </td>
-                  <td>
-                    {g.decided_by ? (
-                      <>
-                        <span className="break">{g.decided_by}</span>
-                        {g.decision_reason ? <div className="muted small">“{g.decision_reason}”</div> : null}
-                      </>
-                    ) : (
-                      <span className="muted">—</span>
-                    )}
-                  </td>
-                  <td>
-                    <Time iso={g.expires_at} empty={g.status === 'approved' ? 'never' : '—'} />
-                  </td>
-                  <td className="actions">
-                    {g.status === 'pending' ? (
-                      <>
-                        <button type="button" className="btn btn-small btn-primary" onClick={() => setApproving(g)} aria-label={`Approve ${g.agent}'s request for ${grantTarget(g)}`}>
-                          Approve
-                        </button>
-                        <button type="button" className="btn btn-small" onClick={() => setDenying(g)} aria-label={`Deny ${g.agent}'s request for ${grantTarget(g)}`}>
-                          Deny
-                        </button>
-                      </>
-                    ) : null}
-                    {g.status === 'approved' ? (
-                      <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRevoking(g)} aria-label={`Revoke ${g.agent}'s grant for ${grantTarget(g)}`}>
-                        Revoke
-                      </button>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable caption="Grants" columns={['Agent', 'Wants', 'Reason', 'Status', 'Asked', 'Decided', 'Expires']} actions>
+          {items.map((g) => (
+            <tr key={g.id} data-grant={g.id}>
+              <td>
+                <strong>{g.agent ?? '—'}</strong>
+              </td>
+              <td>
+                <span className={`badge mode mode-${g.mode}`}>{g.mode}</span> {g.kind} <code>{grantTarget(g)}</code>
+              </td>
+              <td className="clamp-cell">{g.reason ?? <span className="muted">—</span>}</td>
+              <td>
+                <StatusBadge status={g.status} />
+              </td>
+              <td>
+                <Time iso={g.created_at} />
+              </td>
+              <td>
+                {g.decided_by ? (
+                  <>
+                    <span className="break">{g.decided_by}</span>
+                    {g.decision_reason ? <div className="muted small">“{g.decision_reason}”</div> : null}
+                  </>
+                ) : (
+                  <span className="muted">—</span>
+                )}
+              </td>
+              <td>
+                <Time iso={g.expires_at} empty={g.status === 'approved' ? 'never' : '—'} />
+              </td>
+              <td className="actions">
+                {g.status === 'pending' ? (
+                  <>
+                    <button type="button" className="btn btn-small btn-primary" onClick={() => setApproving(g)} aria-label={`Approve ${g.agent}'s request for ${grantTarget(g)}`}>
+                      Approve
+                    </button>
+                    <button type="button" className="btn btn-small" onClick={() => setDenying(g)} aria-label={`Deny ${g.agent}'s request for ${grantTarget(g)}`}>
+                      Deny
+                    </button>
+                  </>
+                ) : null}
+                {g.status === 'approved' ? (
+                  <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRevoking(g)} aria-label={`Revoke ${g.agent}'s grant for ${grantTarget(g)}`}>
+                    Revoke
+                  </button>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       ) : null}
 
       {approving ? <ApproveDialog vault={vault} g={approving} onClose={() => setApproving(null)} onDone={() => done(`Approved ${approving.agent}'s ${approving.mode} of ${grantTarget(approving)}.`)} /> : null}
@@ -214,15 +192,7 @@ function ApproveDialog({ vault, g, onClose, onDone }: { vault: string; g: Grant;
           <div className="alert alert-warn">A read grant hands the raw value to the agent. Prefer use (injection through the proxy) where the agent only calls an API.</div>
         ) : null}
         <ExpiryPicker value={expiry} custom={custom} onChange={setExpiry} onCustom={setCustom} />
-        <ErrorBox error={error} />
-        <div className="form-actions">
-          <button type="button" className="btn" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="btn btn-primary" disabled={busy}>
-            {busy ? 'Approving…' : 'Approve'}
-          </button>
-        </div>
+        <FormActions error={error} onCancel={onClose} busy={busy} label="Approve" busyLabel="Approving…" />
       </form>
     </Dialog>
   );
@@ -254,15 +224,7 @@ function DenyDialog({ vault, g, onClose, onDone }: { vault: string; g: Grant; on
         <Field label="Reason" optional hint="The agent sees it when it checks its request.">
           {(p) => <textarea {...p} value={reason} onChange={(e) => setReason(e.target.value)} maxLength={1000} rows={3} autoFocus />}
         </Field>
-        <ErrorBox error={error} />
-        <div className="form-actions">
-          <button type="button" className="btn" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="btn btn-danger" disabled={busy}>
-            {busy ? 'Denying…' : 'Deny'}
-          </button>
-        </div>
+        <FormActions error={error} onCancel={onClose} busy={busy} label="Deny" busyLabel="Denying…" danger />
       </form>
     </Dialog>
   );
@@ -352,15 +314,7 @@ function GrantDialog({ vault, onClose, onDone }: { vault: string; onClose: () =>
         <Field label="Note" optional>
           {(p) => <input {...p} value={reason} onChange={(e) => setReason(e.target.value)} maxLength={1000} />}
         </Field>
-        <ErrorBox error={error} />
-        <div className="form-actions">
-          <button type="button" className="btn" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="btn btn-primary" disabled={busy || !chosenAgent || !chosenTarget}>
-            {busy ? 'Granting…' : 'Grant'}
-          </button>
-        </div>
+        <FormActions error={error} onCancel={onClose} busy={busy} disabled={!chosenAgent || !chosenTarget} label="Grant" busyLabel="Granting…" />
       </form>
     </Dialog>
   );

@@ -2,7 +2,8 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, lk, type Agent } from '../api';
 import { useSession } from '../session';
-import { clearErrorOnInput, ConfirmDialog, Empty, ErrorBox, Field, Loading, Notice, OnceTokenDialog, PageHeader, StatusBadge, Time, useAsync } from '../ui';
+import { clearErrorOnInput, ConfirmDialog, Empty, Field, FormActions, Notice, OnceTokenDialog, PageHeader, StatusBadge, Time, useAsync } from '../ui';
+import { DataTable, ListStatus } from '../list';
 
 const AGENT_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 
@@ -35,64 +36,43 @@ export function Agents() {
           }}
         />
       ) : null}
-      <ErrorBox error={list.error} />
-      {list.loading && !list.data ? <Loading /> : null}
-      {list.data && !items.length ? (
-        <Empty title="No agents yet">Create one to give an AI agent its own token, scoped to the vaults you choose.</Empty>
-      ) : null}
+      <ListStatus list={list} count={items.length} empty={<Empty title="No agents yet">Create one to give an AI agent its own token, scoped to the vaults you choose.</Empty>} />
       {items.length ? (
-        <div className="table-wrap">
-          <table className="table">
-            <caption className="sr-only">Agents</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Status</th>
-                <th scope="col">Vaults</th>
-                <th scope="col">Created</th>
-                <th scope="col">By</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((a) => (
-                <tr key={a.name}>
-                  <td>
-                    <strong>{a.name}</strong>
-                    {a.description ? <div className="muted small clamp">{a.description}</div> : null}
-                  </td>
-                  <td>
-                    <StatusBadge status={a.status} />
-                    {a.revoked_at ? (
-                      <div className="muted small">
-                        <Time iso={a.revoked_at} />
-                      </div>
-                    ) : null}
-                  </td>
-                  <td>{a.vaults?.length ? a.vaults.join(', ') : <span className="muted">none</span>}</td>
-                  <td>
-                    <Time iso={a.created_at} />
-                  </td>
-                  <td className="break">{a.created_by}</td>
-                  <td className="actions">
-                    {a.status === 'active' ? (
-                      <>
-                        <button type="button" className="btn btn-small" onClick={() => setConfirm({ kind: 'rotate', agent: a })} aria-label={`Rotate the token of ${a.name}`}>
-                          Rotate token
-                        </button>
-                        <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setConfirm({ kind: 'revoke', agent: a })} aria-label={`Revoke ${a.name}`}>
-                          Revoke
-                        </button>
-                      </>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable caption="Agents" columns={['Name', 'Status', 'Vaults', 'Created', 'By']} actions>
+          {items.map((a) => (
+            <tr key={a.name}>
+              <td>
+                <strong>{a.name}</strong>
+                {a.description ? <div className="muted small clamp">{a.description}</div> : null}
+              </td>
+              <td>
+                <StatusBadge status={a.status} />
+                {a.revoked_at ? (
+                  <div className="muted small">
+                    <Time iso={a.revoked_at} />
+                  </div>
+                ) : null}
+              </td>
+              <td>{a.vaults?.length ? a.vaults.join(', ') : <span className="muted">none</span>}</td>
+              <td>
+                <Time iso={a.created_at} />
+              </td>
+              <td className="break">{a.created_by}</td>
+              <td className="actions">
+                {a.status === 'active' ? (
+                  <>
+                    <button type="button" className="btn btn-small" onClick={() => setConfirm({ kind: 'rotate', agent: a })} aria-label={`Rotate the token of ${a.name}`}>
+                      Rotate token
+                    </button>
+                    <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setConfirm({ kind: 'revoke', agent: a })} aria-label={`Revoke ${a.name}`}>
+                      Revoke
+                    </button>
+                  </>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       ) : null}
 
       {confirm?.kind === 'revoke' ? (
@@ -188,15 +168,7 @@ function CreateAgentForm({ vault, vaults, onCreated, onCancel }: { vault: string
             </label>
           ))}
         </fieldset>
-        <ErrorBox error={error} />
-        <div className="form-actions">
-          <button type="button" className="btn" onClick={onCancel}>
-            Cancel
-          </button>
-          <button type="submit" className="btn btn-primary" disabled={busy}>
-            {busy ? 'Creating…' : 'Create agent'}
-          </button>
-        </div>
+        <FormActions error={error} onCancel={onCancel} busy={busy} label="Create agent" busyLabel="Creating…" />
       </form>
     </section>
   );

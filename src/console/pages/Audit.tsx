@@ -2,7 +2,8 @@
 import { useState, type FormEvent } from 'react';
 import { AUDIT_ACTIONS, lk, type AuditEvent } from '../api';
 import { useSession } from '../session';
-import { Empty, ErrorBox, Field, Loading, PageHeader, Pager, Time, useAsync, useCursorPages } from '../ui';
+import { Empty, ErrorBox, Field, PageHeader, Pager, Time, useAsync, useCursorPages } from '../ui';
+import { DataTable, ListStatus } from '../list';
 
 const PAGE = 50;
 const GROUPS = [...new Set(AUDIT_ACTIONS.map((a) => a.split('.')[0] + '.'))];
@@ -180,31 +181,13 @@ export function Audit() {
         </div>
       </form>
 
-      <ErrorBox error={list.error} />
-      {list.loading && !list.data ? <Loading /> : null}
-      {list.data && items.length === 0 ? <Empty title={filtered ? 'No event matches these filters' : 'No events yet'} /> : null}
+      <ListStatus list={list} count={items.length} empty={<Empty title={filtered ? 'No event matches these filters' : 'No events yet'} />} />
       {items.length ? (
-        <div className="table-wrap">
-          <table className="table audit-table">
-            <caption className="sr-only">Audit events, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Actor</th>
-                <th scope="col">Action</th>
-                <th scope="col">Vault</th>
-                <th scope="col">Target</th>
-                <th scope="col">Outcome</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((ev) => (
-                <AuditRow key={ev.seq} ev={ev} />
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable caption="Audit events, newest first" className="audit-table" columns={['Time', 'Actor', 'Action', 'Vault', 'Target', 'Outcome', 'Details']}>
+          {items.map((ev) => (
+            <AuditRow key={ev.seq} ev={ev} />
+          ))}
+        </DataTable>
       ) : null}
       <Pager label="Audit" page={pages.page} nextCursor={list.data?.next_cursor} onPrev={pages.prev} onNext={pages.next} />
     </div>

@@ -2,7 +2,8 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, lk, type InstanceRole, type Member, type User } from '../api';
 import { isInstanceAdmin, useSession } from '../session';
-import { ConfirmDialog, Empty, ErrorBox, Field, Loading, Notice, OnceTokenDialog, PageHeader, Time, useAsync } from '../ui';
+import { ConfirmDialog, Empty, ErrorBox, Field, Notice, OnceTokenDialog, PageHeader, Time, useAsync } from '../ui';
+import { DataTable, ListStatus } from '../list';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+$/;
 
@@ -25,50 +26,32 @@ export function Members() {
           list.reload();
         }}
       />
-      <ErrorBox error={list.error} />
-      {list.loading && !list.data ? <Loading /> : null}
-      {list.data && !items.length ? <Empty title="No members yet">Instance owners and admins can work in every vault without being members.</Empty> : null}
+      <ListStatus list={list} count={items.length} empty={<Empty title="No members yet">Instance owners and admins can work in every vault without being members.</Empty>} />
       {items.length ? (
-        <div className="table-wrap">
-          <table className="table">
-            <caption className="sr-only">Members of vault {vault}</caption>
-            <thead>
-              <tr>
-                <th scope="col">Member</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Role</th>
-                <th scope="col">Added</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
+        <DataTable caption={<>Members of vault {vault}</>} columns={['Member', 'Kind', 'Role', 'Added']} actions>
+          {items.map((m) => {
+            const who = m.kind === 'user' ? m.email ?? '—' : m.name ?? '—';
+            return (
+              <tr key={`${m.kind}:${who}`}>
+                <td className="break">
+                  <strong>{who}</strong>
+                </td>
+                <td>{m.kind === 'user' ? 'person' : 'agent'}</td>
+                <td>
+                  <span className="badge role">{m.role}</span>
+                </td>
+                <td>
+                  <Time iso={m.added_at} />
+                </td>
+                <td className="actions">
+                  <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRemoving(m)} aria-label={`Remove ${who} from ${vault}`}>
+                    Remove
+                  </button>
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {items.map((m) => {
-                const who = m.kind === 'user' ? m.email ?? '—' : m.name ?? '—';
-                return (
-                  <tr key={`${m.kind}:${who}`}>
-                    <td className="break">
-                      <strong>{who}</strong>
-                    </td>
-                    <td>{m.kind === 'user' ? 'person' : 'agent'}</td>
-                    <td>
-                      <span className="badge role">{m.role}</span>
-                    </td>
-                    <td>
-                      <Time iso={m.added_at} />
-                    </td>
-                    <td className="actions">
-                      <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRemoving(m)} aria-label={`Remove ${who} from ${vault}`}>
-                        Remove
-                      </button>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </DataTable>
       ) : null}
       {removing ? (
         <ConfirmDialog
@@ -202,49 +185,35 @@ function People() {
       <ErrorBox error={error} />
       <ErrorBox error={users.error} />
       {users.data ? (
-        <div className="table-wrap">
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Email</th>
-                <th scope="col">Instance role</th>
-                <th scope="col">Since</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {users.data.items.map((u) => (
-                <tr key={u.id}>
-                  <td className="break">
-                    {u.email ?? <span className="muted">owner (no email yet)</span>} {u.id === me.id ? <span className="muted small">(you)</span> : null}
-                  </td>
-                  <td>
-                    <label className="sr-only" htmlFor={`role-${u.id}`}>
-                      Instance role of {u.email}
-                    </label>
-                    <select id={`role-${u.id}`} value={u.role} disabled={!u.email || u.id === me.id} onChange={(e) => changeRole(u, e.target.value as InstanceRole)}>
-                      <option value="member">member</option>
-                      <option value="admin">admin</option>
-                      <option value="owner">owner</option>
-                    </select>
-                  </td>
-                  <td>
-                    <Time iso={u.created_at} />
-                  </td>
-                  <td className="actions">
-                    {u.email && u.id !== me.id ? (
-                      <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRemoving(u)} aria-label={`Remove ${u.email}`}>
-                        Remove
-                      </button>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Email', 'Instance role', 'Since']} actions>
+          {users.data.items.map((u) => (
+            <tr key={u.id}>
+              <td className="break">
+                {u.email ?? <span className="muted">owner (no email yet)</span>} {u.id === me.id ? <span className="muted small">(you)</span> : null}
+              </td>
+              <td>
+                <label className="sr-only" htmlFor={`role-${u.id}`}>
+                  Instance role of {u.email}
+                </label>
+                <select id={`role-${u.id}`} value={u.role} disabled={!u.email || u.id === me.id} onChange={(e) => changeRole(u, e.target.value as InstanceRole)}>
+                  <option value="member">member</option>
+                  <option value="admin">admin</option>
+                  <option value="owner">owner</option>
+                </select>
+              </td>
+              <td>
+                <Time iso={u.created_at} />
+              </td>
+              <td className="actions">
+                {u.email && u.id !== me.id ? (
+                  <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRemoving(u)} aria-label={`Remove ${u.email}`}>
+                    Remove
+                  </button>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       ) : null}
       {shown ? (
         <OnceTokenDialog

@@ -8,6 +8,7 @@ import { ApiError, lk, type Me, type ProposalService, type ProposalStatus, type 
 import { Link, navigate, useLocation } from '../router';
 import { useSession } from '../session';
 import { clearErrorOnInput, Empty, ErrorBox, Field, Loading, Notice, PageHeader, StatusBadge, Time, useAsync } from '../ui';
+import { DataTable, ListStatus, StatusTabs } from '../list';
 import { Login } from './Auth';
 import { authSummary } from './Services';
 
@@ -27,58 +28,32 @@ export function Proposals() {
   return (
     <div>
       <PageHeader title="Proposals" sub={<>Agents propose services and the credentials they need; you review, fill in values and allow. Vault <strong>{vault}</strong>.</>} />
-      <div className="tabs" role="group" aria-label="Show proposals by status">
-        {TABS.map((t) => (
-          <button key={t.id || 'all'} type="button" className={tab === t.id ? 'tab tab-on' : 'tab'} aria-pressed={tab === t.id} onClick={() => setTab(t.id)}>
-            {t.label}
-          </button>
-        ))}
-      </div>
-      <ErrorBox error={list.error} />
-      {list.loading && !list.data ? <Loading /> : null}
-      {list.data && !items.length ? <Empty title={tab === 'pending' ? 'No proposals waiting' : 'Nothing here'}>An agent's proposal comes with a link; it also shows up here.</Empty> : null}
+      <StatusTabs label="Show proposals by status" tabs={TABS} value={tab} onChange={setTab} />
+      <ListStatus list={list} count={items.length} empty={<Empty title={tab === 'pending' ? 'No proposals waiting' : 'Nothing here'}>An agent's proposal comes with a link; it also shows up here.</Empty>} />
       {items.length ? (
-        <div className="table-wrap">
-          <table className="table">
-            <caption className="sr-only">Proposals</caption>
-            <thead>
-              <tr>
-                <th scope="col">Proposed</th>
-                <th scope="col">Agent</th>
-                <th scope="col">Message</th>
-                <th scope="col">Services</th>
-                <th scope="col">Credentials</th>
-                <th scope="col">Status</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((p) => (
-                <tr key={p.id}>
-                  <td>
-                    <Time iso={p.created_at} />
-                  </td>
-                  <td>
-                    <strong>{p.agent ?? '—'}</strong>
-                  </td>
-                  <td className="clamp-cell">{p.message ?? <span className="muted">—</span>}</td>
-                  <td>{p.services.length ? p.services.join(', ') : <span className="muted">—</span>}</td>
-                  <td>{p.credentials.length ? p.credentials.map((c) => `${c.action === 'delete' ? '−' : '+'}${c.key}`).join(', ') : <span className="muted">—</span>}</td>
-                  <td>
-                    <StatusBadge status={p.status} />
-                  </td>
-                  <td className="actions">
-                    <Link to={`/proposals/${encodeURIComponent(p.id)}`} className="btn btn-small">
-                      {p.status === 'pending' ? 'Review' : 'View'}
-                    </Link>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable caption="Proposals" columns={['Proposed', 'Agent', 'Message', 'Services', 'Credentials', 'Status']} actions>
+          {items.map((p) => (
+            <tr key={p.id}>
+              <td>
+                <Time iso={p.created_at} />
+              </td>
+              <td>
+                <strong>{p.agent ?? '—'}</strong>
+              </td>
+              <td className="clamp-cell">{p.message ?? <span className="muted">—</span>}</td>
+              <td>{p.services.length ? p.services.join(', ') : <span className="muted">—</span>}</td>
+              <td>{p.credentials.length ? p.credentials.map((c) => `${c.action === 'delete' ? '−' : '+'}${c.key}`).join(', ') : <span className="muted">—</span>}</td>
+              <td>
+                <StatusBadge status={p.status} />
+              </td>
+              <td className="actions">
+                <Link to={`/proposals/${encodeURIComponent(p.id)}`} className="btn btn-small">
+                  {p.status === 'pending' ? 'Review' : 'View'}
+                </Link>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       ) : null}
     </div>
   );

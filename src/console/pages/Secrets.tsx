@@ -8,9 +8,8 @@ import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { ApiError, CATEGORIES, CATEGORY_LABELS, lk, SECRET_NAME_RE, type Category, type Preset, type SecretDetail as Detail, type SecretMeta } from '../api';
 import { navigate, Link } from '../router';
 import { useSession } from '../session';
-import {
-  CategoryBadge, clearErrorOnInput, ConfirmDialog, CopyButton, Dialog, Empty, ErrorBox, Field, Loading, Notice, PageHeader, Pager, Time, useAsync, useCursorPages,
-} from '../ui';
+import { CategoryBadge, clearErrorOnInput, ConfirmDialog, CopyButton, Dialog, Empty, ErrorBox, Field, FormActions, Loading, Notice, PageHeader, Pager, Time, useAsync, useCursorPages } from '../ui';
+import { DataTable, ListStatus } from '../list';
 
 const PAGE = 25;
 const ROTATE_BATCH = 100;
@@ -84,45 +83,27 @@ export function Secrets() {
         </div>
       </form>
 
-      <ErrorBox error={list.error} />
-      {list.loading && !list.data ? <Loading /> : null}
-      {list.data && items.length === 0 ? (
-        filtered ? (
-          <Empty title="No secret matches">Try another search or category.</Empty>
-        ) : (
-          <Empty title="No secrets in this vault yet">
-            <button type="button" className="btn btn-primary" onClick={() => setAdding(true)}>
-              Add the first secret
-            </button>
-          </Empty>
-        )
-      ) : null}
+      <ListStatus
+        list={list}
+        count={items.length}
+        empty={
+          filtered ? (
+            <Empty title="No secret matches">Try another search or category.</Empty>
+          ) : (
+            <Empty title="No secrets in this vault yet">
+              <button type="button" className="btn btn-primary" onClick={() => setAdding(true)}>
+                Add the first secret
+              </button>
+            </Empty>
+          )
+        }
+      />
       {items.length ? (
-        <div className="table-wrap">
-          <table className="table">
-            <caption className="sr-only">Secrets in vault {vault}</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Category</th>
-                <th scope="col">Preset</th>
-                <th scope="col" className="num">
-                  Versions
-                </th>
-                <th scope="col">Updated</th>
-                <th scope="col">Last rotated</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((s) => (
-                <SecretRow key={s.name} s={s} onRotate={() => rotate(s.name)} onDelete={() => setDeleting(s.name)} />
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable caption={<>Secrets in vault {vault}</>} columns={['Name', 'Category', 'Preset', { label: 'Versions', className: 'num' }, 'Updated', 'Last rotated']} actions>
+          {items.map((s) => (
+            <SecretRow key={s.name} s={s} onRotate={() => rotate(s.name)} onDelete={() => setDeleting(s.name)} />
+          ))}
+        </DataTable>
       ) : null}
       <Pager label="Secrets" page={pages.page} nextCursor={list.data?.next_cursor} onPrev={pages.prev} onNext={pages.next} />
 
@@ -376,15 +357,7 @@ function AddSecretDialog({ vault, onClose, onCreated }: { vault: string; onClose
         <label className="check">
           <input type="checkbox" checked={show} onChange={(e) => setShow(e.target.checked)} /> Show what I type
         </label>
-        <ErrorBox error={error} />
-        <div className="form-actions">
-          <button type="button" className="btn" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="btn btn-primary" disabled={busy || (mode === 'preset' && !preset)}>
-            {busy ? 'Saving…' : 'Save secret'}
-          </button>
-        </div>
+        <FormActions error={error} onCancel={onClose} busy={busy} disabled={mode === 'preset' && !preset} label="Save secret" busyLabel="Saving…" />
       </form>
     </Dialog>
   );
@@ -620,51 +593,33 @@ export function SecretDetail({ name }: { name: string }) {
 
           <section className="card" aria-labelledby="history-title">
             <h2 id="history-title">History</h2>
-            <div className="table-wrap">
-              <table className="table">
-                <thead>
-                  <tr>
-                    <th scope="col">Version</th>
-                    <th scope="col">Created</th>
-                    <th scope="col">By</th>
-                    <th scope="col" className="num">
-                      Key version
-                    </th>
-                    <th scope="col">Re-encrypted</th>
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {[...d.versions].sort((a, b) => b.version - a.version).map((ver) => (
-                    <tr key={ver.version}>
-                      <td>
-                        v{ver.version} {ver.current ? <span className="badge st st-approved">current</span> : null}
-                      </td>
-                      <td>
-                        <Time iso={ver.created_at} />
-                      </td>
-                      <td>{ver.created_by}</td>
-                      <td className="num">{ver.kek_version}</td>
-                      <td>
-                        <Time iso={ver.rotated_at} empty="—" />
-                      </td>
-                      <td className="actions">
-                        <button type="button" className="btn btn-small" onClick={() => reveal(ver.version)} aria-label={`Reveal version ${ver.version}`}>
-                          Reveal
-                        </button>
-                        {!ver.current ? (
-                          <button type="button" className="btn btn-small" onClick={() => setRollback(ver.version)}>
-                            Roll back to v{ver.version}
-                          </button>
-                        ) : null}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable columns={['Version', 'Created', 'By', { label: 'Key version', className: 'num' }, 'Re-encrypted']} actions>
+              {[...d.versions].sort((a, b) => b.version - a.version).map((ver) => (
+                <tr key={ver.version}>
+                  <td>
+                    v{ver.version} {ver.current ? <span className="badge st st-approved">current</span> : null}
+                  </td>
+                  <td>
+                    <Time iso={ver.created_at} />
+                  </td>
+                  <td>{ver.created_by}</td>
+                  <td className="num">{ver.kek_version}</td>
+                  <td>
+                    <Time iso={ver.rotated_at} empty="—" />
+                  </td>
+                  <td className="actions">
+                    <button type="button" className="btn btn-small" onClick={() => reveal(ver.version)} aria-label={`Reveal version ${ver.version}`}>
+                      Reveal
+                    </button>
+                    {!ver.current ? (
+                      <button type="button" className="btn btn-small" onClick={() => setRollback(ver.version)}>
+                        Roll back to v{ver.version}
+                      </button>
+                    ) : null}
+                  </td>
+                </tr>
+              ))}
+            </DataTable>
           </section>
         </>
       ) : null}
@@ -719,15 +674,7 @@ function UpdateValueForm({ vault, name, current, onDone, onCancel }: { vault: st
       <Field label="New value" error={err} hint={`Becomes version ${current + 1}; earlier versions stay in the history.`}>
         {(p) => <input {...p} name="value" type="password" autoComplete="off" spellCheck={false} autoFocus />}
       </Field>
-      <ErrorBox error={error} />
-      <div className="form-actions">
-        <button type="button" className="btn" onClick={onCancel}>
-          Cancel
-        </button>
-        <button type="submit" className="btn btn-primary" disabled={busy}>
-          {busy ? 'Saving…' : 'Save new version'}
-        </button>
-      </div>
+      <FormActions error={error} onCancel={onCancel} busy={busy} label="Save new version" busyLabel="Saving…" />
     </form>
   );
 }

@@ -2,7 +2,8 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, lk, type AuthRule, type Service, type ServiceSpec } from '../api';
 import { useSession } from '../session';
-import { clearErrorOnInput, ConfirmDialog, Dialog, Empty, ErrorBox, Field, Loading, Notice, PageHeader, useAsync } from '../ui';
+import { clearErrorOnInput, ConfirmDialog, Dialog, Empty, Field, FormActions, Notice, PageHeader, useAsync } from '../ui';
+import { DataTable, ListStatus } from '../list';
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 const SERVICE_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -47,63 +48,48 @@ export function Services() {
         </button>
       </PageHeader>
       <Notice text={notice} onDismiss={() => setNotice(null)} />
-      <ErrorBox error={list.error} />
-      {list.loading && !list.data ? <Loading /> : null}
-      {list.data && !items.length ? (
-        <Empty title="No services yet">
-          Add one, or let an agent propose it: its proposal shows up under Proposals for you to approve.
-        </Empty>
-      ) : null}
+      <ListStatus
+        list={list}
+        count={items.length}
+        empty={
+          <Empty title="No services yet">
+            Add one, or let an agent propose it: its proposal shows up under Proposals for you to approve.
+          </Empty>
+        }
+      />
       {items.length ? (
-        <div className="table-wrap">
-          <table className="table">
-            <caption className="sr-only">Services of vault {vault}</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Host</th>
-                <th scope="col">Auth</th>
-                <th scope="col">Limits</th>
-                <th scope="col">State</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((s) => (
-                <tr key={s.name}>
-                  <td>
-                    <strong>{s.name}</strong>
-                    {s.description ? <div className="muted small clamp">{s.description}</div> : null}
-                  </td>
-                  <td>
-                    <code>{s.host}</code>
-                  </td>
-                  <td>
-                    <code className="break">{authSummary(s.auth)}</code>
-                  </td>
-                  <td className="small">
-                    {s.methods.length ? <div>{s.methods.join(' ')}</div> : <div className="muted">any method</div>}
-                    {s.path_prefixes.length ? <div>paths {s.path_prefixes.join(', ')}</div> : null}
-                    {s.quota_per_minute ? <div>{s.quota_per_minute}/min</div> : null}
-                  </td>
-                  <td>
-                    <span className={`badge st ${s.enabled ? 'st-approved' : 'st-revoked'}`}>{s.enabled ? 'enabled' : 'disabled'}</span>
-                  </td>
-                  <td className="actions">
-                    <button type="button" className="btn btn-small" onClick={() => setEditing(s)} aria-label={`Edit ${s.name}`}>
-                      Edit
-                    </button>
-                    <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRemoving(s)} aria-label={`Remove ${s.name}`}>
-                      Remove
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable caption={<>Services of vault {vault}</>} columns={['Name', 'Host', 'Auth', 'Limits', 'State']} actions>
+          {items.map((s) => (
+            <tr key={s.name}>
+              <td>
+                <strong>{s.name}</strong>
+                {s.description ? <div className="muted small clamp">{s.description}</div> : null}
+              </td>
+              <td>
+                <code>{s.host}</code>
+              </td>
+              <td>
+                <code className="break">{authSummary(s.auth)}</code>
+              </td>
+              <td className="small">
+                {s.methods.length ? <div>{s.methods.join(' ')}</div> : <div className="muted">any method</div>}
+                {s.path_prefixes.length ? <div>paths {s.path_prefixes.join(', ')}</div> : null}
+                {s.quota_per_minute ? <div>{s.quota_per_minute}/min</div> : null}
+              </td>
+              <td>
+                <span className={`badge st ${s.enabled ? 'st-approved' : 'st-revoked'}`}>{s.enabled ? 'enabled' : 'disabled'}</span>
+              </td>
+              <td className="actions">
+                <button type="button" className="btn btn-small" onClick={() => setEditing(s)} aria-label={`Edit ${s.name}`}>
+                  Edit
+                </button>
+                <button type="button" className="btn btn-small btn-danger-ghost" onClick={() => setRemoving(s)} aria-label={`Remove ${s.name}`}>
+                  Remove
+                </button>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       ) : null}
       {editing ? (
         <ServiceDialog
@@ -370,15 +356,7 @@ function ServiceDialog({ vault, service, onClose, onSaved }: { vault: string; se
         <Field label="Description" optional error={errs.description}>
           {(p) => <input {...p} name="description" value={d.description} onChange={text('description')} maxLength={1024} />}
         </Field>
-        <ErrorBox error={error} />
-        <div className="form-actions">
-          <button type="button" className="btn" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="btn btn-primary" disabled={busy}>
-            {busy ? 'Saving…' : service ? 'Save service' : 'Add service'}
-          </button>
-        </div>
+        <FormActions error={error} onCancel={onClose} busy={busy} label={service ? 'Save service' : 'Add service'} busyLabel="Saving…" />
       </form>
     </Dialog>
   );

@@ -1,6 +1,7 @@
 /** Status: backend, counts by category, keys, last rotation, audit head, and activity per hour (inline SVG from the audit API). */
 import { CATEGORIES, CATEGORY_LABELS, lk, type AuditEvent } from '../api';
 import { CategoryBadge, ErrorBox, Loading, PageHeader, Time, useAsync } from '../ui';
+import { DataTable } from '../list';
 
 const HOURS = 24;
 const HOUR = 3600_000;
@@ -227,32 +228,19 @@ export function StatusPage() {
               New writes use KEK v{keys.data.kek_version}.{keys.data.kdf ? ` Master key stretched with ${keys.data.kdf}.` : ''}{' '}
               {keys.data.needs_rewrap ? `${keys.data.needs_rewrap} sealed versions are on older keys (latchkey key rewrap).` : 'Every sealed version is on the newest key.'}
             </p>
-            <div className="table-wrap">
-              <table className="table">
-                <thead>
-                  <tr>
-                    <th scope="col">KEK version</th>
-                    <th scope="col">Created</th>
-                    <th scope="col" className="num">
-                      Sealed versions
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {keys.data.keks.map((k) => (
-                    <tr key={k.version}>
-                      <td>
-                        v{k.version} {k.version === keys.data!.kek_version ? <span className="badge st st-approved">current</span> : null}
-                      </td>
-                      <td>
-                        <Time iso={k.created_at} />
-                      </td>
-                      <td className="num">{k.sealed_versions}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable columns={['KEK version', 'Created', { label: 'Sealed versions', className: 'num' }]}>
+              {keys.data.keks.map((k) => (
+                <tr key={k.version}>
+                  <td>
+                    v{k.version} {k.version === keys.data!.kek_version ? <span className="badge st st-approved">current</span> : null}
+                  </td>
+                  <td>
+                    <Time iso={k.created_at} />
+                  </td>
+                  <td className="num">{k.sealed_versions}</td>
+                </tr>
+              ))}
+            </DataTable>
           </>
         ) : keys.loading ? (
           <Loading />
