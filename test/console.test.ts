@@ -392,7 +392,8 @@ describeBrowser('web console', () => {
     await page.getByRole('heading', { name: 'Activity per hour' }).waitFor();
     await page.getByText('SQLite').waitFor();
     await page.getByTestId('activity-chart').waitFor();
-    expect(await page.locator('[data-testid="activity-chart"] rect.bar-ok').count()).toBeGreaterThan(0);
+    // per hour: reads (the reveal above) and denials (the refused agent); proxied requests are checked after the round trip
+    expect(await page.locator('[data-testid="activity-chart"] rect.bar-reads').count()).toBeGreaterThan(0);
     expect(await page.locator('[data-testid="activity-chart"] rect.bar-denied').count()).toBeGreaterThan(0);
     expect(await page.getByLabel('Skill credential: 1').count()).toBe(1);
     await page.getByRole('heading', { name: 'Key versions' }).waitFor();
@@ -479,6 +480,13 @@ describeBrowser('web console', () => {
     expect(text).not.toContain(STRIPE_VALUE);
     expect(upstreamSaw.at(-1)).toEqual({ url: '/v1/balance', authorization: `Bearer ${STRIPE_VALUE}` });
     expect(JSON.stringify(upstreamSaw)).not.toContain(agentToken);
+
+    // the status page's activity chart counts the proxied request (audited in a batch after the response)
+    await expect.poll(async () => (await call('GET', '/v1/audit?action=proxy.request', { token: ownerToken })).json.items.length).toBeGreaterThan(0);
+    await nav('Status');
+    await page.getByTestId('activity-chart').waitFor();
+    await expect.poll(async () => page.locator('[data-testid="activity-chart"] rect.bar-proxied').count()).toBeGreaterThan(0);
+    await shot('status-after-proxy');
   });
 
   it('a proposal that sends an existing credential to a new host warns; the person denies it', async () => {

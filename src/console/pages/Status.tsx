@@ -8,17 +8,26 @@ const HOUR = 3600_000;
 const MAX_PAGES = 10;
 const PAGE = 1000;
 
-interface Bucket {
-  start: number;
-  ok: number;
-  denied: number;
-  error: number;
+/** What a person wants to see per hour: proxied requests, secret reads (and vends), denials, everything else. */
+const SERIES = ['proxied', 'reads', 'denied', 'other'] as const;
+type Series = (typeof SERIES)[number];
+const SERIES_LABEL: Record<Series, string> = { proxied: 'proxied requests', reads: 'reads', denied: 'denied', other: 'other' };
+
+type Bucket = { start: number } & Record<Series, number>;
+
+function seriesOf(ev: AuditEvent): Series {
+  if (ev.outcome === 'denied') return 'denied';
+  if (ev.action === 'proxy.request') return 'proxied';
+  if (ev.action === 'secret.read' || ev.action === 'secret.vend') return 'reads';
+  return 'other';
 }
+
+const sum = (b: Bucket) => SERIES.reduce((a, k) => a + b[k], 0);
 
 async function loadActivity(): Promise<{ buckets: Bucket[]; truncated: boolean; total: number }> {
   const end = Math.floor(Date.now() / HOUR) * HOUR + HOUR;
   const start = end - HOURS * HOUR;
-  const buckets: Bucket[] = Array.from({ length: HOURS }, (_, i) => ({ start: start + i * HOUR, ok: 0, denied: 0, error: 0 }));
+  const buckets: Bucket[] = Array.from({ length: HOURS }, (_, i) => ({ start: start + i * HOUR, proxied: 0, reads: 0, denied: 0, other: 0 }));
   let cursor: string | undefined;
   let truncated = false;
   let total = 0;
@@ -33,9 +42,7 @@ async function loadActivity(): Promise<{ buckets: Bucket[]; truncated: boolean; 
       const b = buckets[i];
       if (!b) continue;
       total++;
-      if (ev.outcome === 'denied') b.denied++;
-      else if (ev.outcome === 'error') b.error++;
-      else b.ok++;
+      b[seriesOf(ev)]++;
     }
     if (!r.next_cursor) break;
     cursor = r.next_cursor;
@@ -63,16 +70,16 @@ export function ActivityChart({ buckets }: { buckets: Bucket[] }) {
   const B = 28;
   const pw = W - L - R;
   const ph = H - T - B;
-  const max = niceMax(Math.max(0, ...buckets.map((b) => b.ok + b.denied + b.error)));
+  const max = niceMax(Math.max(0, ...buckets.map(sum)));
   const bw = pw / buckets.length;
   const y = (v: number) => T + ph - (v / max) * ph;
-  const total = buckets.reduce((a, b) => a + b.ok + b.denied + b.error, 0);
-  const peak = buckets.reduce((a, b) => (b.ok + b.denied + b.error > a.ok + a.denied + a.error ? b : a), buckets[0]!);
+  const total = buckets.reduce((a, b) => a + sum(b), 0);
+  const peak = buckets.reduce((a, b) => (sum(b) > sum(a) ? b : a), buckets[0]!);
   return (
     <svg className="chart" viewBox={`0 0 ${W} ${H}`} role="img" aria-labelledby="chart-title chart-desc" data-testid="activity-chart">
       <title id="chart-title">Audit events per hour, last 24 hours</title>
       <desc id="chart-desc">
-        {total} events in total; the busiest hour began at {hh(peak.start)} with {peak.ok + peak.denied + peak.error} events.
+        {total} events in total; the busiest hour began at {hh(peak.start)} with {sum(peak)} events.
       </desc>
       {[0, max / 2, max].map((v) => (
         <g key={v}>
@@ -86,7 +93,7 @@ export function ActivityChart({ buckets }: { buckets: Bucket[] }) {
         const x = L + i * bw + 2;
         const w = Math.max(1, bw - 4);
         let base = 0;
-        const parts = (['ok', 'denied', 'error'] as const).map((k) => {
+        const parts = SERIES.map((k) => {
           const v = b[k];
           const top = y(base + v);
           const h = y(base) - top;
@@ -95,7 +102,7 @@ export function ActivityChart({ buckets }: { buckets: Bucket[] }) {
         });
         return (
           <g key={b.start}>
-            <title>{`${hh(b.start)}–${hh(b.start + HOUR)}: ${b.ok} ok, ${b.denied} denied, ${b.error} error`}</title>
+            <title>{`${hh(b.start)}–${hh(b.start + HOUR)}: ${SERIES.map((k) => `${b[k]} ${SERIES_LABEL[k]}`).join(', ')}`}</title>
             <rect className="bar-hit" x={L + i * bw} y={T} width={bw} height={ph} />
             {parts}
             {i % 3 === 0 ? (
@@ -202,15 +209,11 @@ export function StatusPage() {
           <>
             <ActivityChart buckets={act.data.buckets} />
             <ul className="legend">
-              <li>
-                <span className="swatch swatch-ok" aria-hidden="true" /> ok
-              </li>
-              <li>
-                <span className="swatch swatch-denied" aria-hidden="true" /> denied
-              </li>
-              <li>
-                <span className="swatch swatch-error" aria-hidden="true" /> error
-              </li>
+              {SERIES.map((k) => (
+                <li key={k}>
+                  <span className={`swatch swatch-${k}`} aria-hidden="true" /> {SERIES_LABEL[k]}
+                </li>
+              ))}
               <li className="muted">
                 {act.data.total} events in the last 24 hours{act.data.truncated ? ` (the newest ${MAX_PAGES * PAGE} counted)` : ''}
               </li>
