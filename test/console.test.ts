@@ -14,6 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../src/server/start.js';
 import { describeBrowser, ensureConsoleBuilt, launchBrowser } from './helpers/browser.js';
@@ -611,6 +612,21 @@ describeBrowser('web console', () => {
     await page.setViewportSize({ width: 1280, height: 860 });
   });
 
+  /** GET with the path exactly as given (fetch would normalise `..` away). */
+  function rawGet(path: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const u = new URL(server.url);
+      const req = httpRequest({ host: u.hostname, port: Number(u.port), path, method: 'GET' }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
   it('serves the console with a strict CSP, the SPA fallback, and API 404s untouched', async () => {
     const root = await call('GET', '/');
     expect(root.status).toBe(200);
@@ -629,6 +645,12 @@ describeBrowser('web console', () => {
     expect(js.status).toBe(200);
     expect(js.headers.get('cache-control')).toContain('immutable');
     expect((await call('GET', '/assets/nope.js')).status).toBe(404);
+    // nothing outside the built console is reachable through /assets/ (raw `..` segments, sent as they are)
+    for (const path of ['/assets/../../package.json', '/assets/..%2f..%2fpackage.json', '/assets/%2e%2e/%2e%2e/package.json']) {
+      const r = await rawGet(path);
+      expect([400, 403, 404], path).toContain(r.status);
+      expect(r.body, path).not.toContain('"name": "latchkey"');
+    }
     const api404 = await call('GET', '/v1/no-such-route', { token: ownerToken });
     expect(api404.status).toBe(404);
     expect(api404.headers.get('content-type')).toContain('application/problem+json');

@@ -82,10 +82,11 @@ export function consoleRoutes(opts: { dir?: string | null } = {}) {
 
     if (dir) {
       const { default: fastifyStatic } = await import('@fastify/static');
-      // one route per built file (no wildcard: the SPA fallback below owns every other path)
+      // no routes of its own (registering one per built file walks the directory at start-up):
+      // the catch-all below sends /assets/* through reply.sendFile, which refuses paths outside `dir`
       await app.register(fastifyStatic, {
         root: dir,
-        wildcard: false,
+        serve: false,
         index: false,
         serveDotFiles: false,
         cacheControl: false,
@@ -99,7 +100,11 @@ export function consoleRoutes(opts: { dir?: string | null } = {}) {
     app.get('/*', { schema: { hide: true } }, async (req: FastifyRequest, reply) => {
       if (NOT_CONSOLE.test(req.url)) return reply.callNotFound();
       // a missing asset is a 404, not the app (a stale index.html would otherwise load HTML as script)
-      if (req.url.startsWith('/assets/')) return reply.callNotFound();
+      if (req.url.startsWith('/assets/')) {
+        if (!dir) return reply.callNotFound();
+        const path = (req.params as { '*': string })['*'];
+        return reply.sendFile(path, dir);
+      }
       return sendIndex(reply);
     });
   };
