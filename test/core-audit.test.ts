@@ -395,6 +395,7 @@ describeBackends('core audit', (ctx) => {
     await core.secrets.put(owner, 'qv', 'ZEBRA_KEY', { value: `${SENTINEL}-z1` });
     await sleep(3);
     const tUpdate = new Date().toISOString();
+    await sleep(3); // timestamps have millisecond resolution: keep the update strictly after tUpdate
     await core.secrets.put(owner, 'qv', 'ZEBRA_KEY', { value: `${SENTINEL}-z2` });
     await core.secrets.read(owner, 'qv', 'ZEBRA_KEY');
     await core.secrets.rotate(owner, 'qv', 'ZEBRA_KEY');
