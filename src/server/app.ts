@@ -66,6 +66,14 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     // secret names run to 128 characters (more once percent-encoded); router errors as problem+json
     routerOptions: { maxParamLength: 512 },
     frameworkErrors: (err: Error, req: { id: string }, reply: Parameters<typeof sendProblem>[0]) => sendProblem(reply, toProblem(err, req.id)),
+    // validation is zod and responses are plain JSON: hand Fastify those compilers up front, so it
+    // never loads ajv and fast-json-stringify (~80 ms of start-up) only to have them replaced below
+    schemaController: {
+      compilersFactory: {
+        buildValidator: (() => zodValidatorCompiler) as never,
+        buildSerializer: (() => () => (data: unknown) => JSON.stringify(data)) as never,
+      },
+    },
     ...(opts.https ? { https: opts.https } : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
