@@ -496,7 +496,9 @@ describeBackends('authorization matrix', (ctx) => {
     await ok('DELETE', `/v1/agents/${a.name}`, token.admin);
     const revoked = await call('GET', '/v1/discover', { token: a.token });
     expect(revoked).toMatchObject({ status: 401, json: { code: expect.stringMatching(/revoked/) } });
-    await expectAudited(revoked, 'revoked agent');
+    // recorded under the agent the token belonged to (forensics), which the response does not reveal
+    expect(await expectAudited(revoked, 'revoked agent')).toMatchObject({ actor: `agent:${a.name}`, action: 'auth.failure', outcome: 'denied' });
+    expect(JSON.stringify(revoked.json)).not.toContain(a.name);
     // so does the old token after a rotation, and the session minted before a revocation
     const b = await newAgent();
     const sess = await ok('POST', '/v1/sessions', b.token, { vault: 'alpha', ttl: 300 });
@@ -521,7 +523,7 @@ describeBackends('authorization matrix', (ctx) => {
     });
     const exp = await call('GET', '/v1/vaults/alpha/services', { token: expired.token });
     expect(exp).toMatchObject({ status: 401, json: { code: 'token_expired' } });
-    await expectAudited(exp, 'expired session');
+    expect(await expectAudited(exp, 'expired session')).toMatchObject({ actor: 'agent:no-grant' });
     // a live session scoped to alpha is refused elsewhere (403: authenticated, wrong vault)
     const live = await ok('POST', '/v1/sessions', token.agentNone, { vault: 'alpha', ttl: 300 });
     expect((await call('GET', '/v1/vaults/alpha/services', { token: live.token })).status).toBe(200);

@@ -10,6 +10,13 @@ import { UniqueViolation } from '../store/store.js';
 import { conflict, denied, invalid, LatchkeyError, notFound, unauthenticated } from './errors.js';
 import type { InstanceRole, OpContext, Principal } from './principal.js';
 
+/** On a refused but known credential: the principal it belonged to (for the audit row's actor). */
+export const REFUSED_OWNER: unique symbol = Symbol('latchkey.refusedOwner');
+
+export function refusedOwner(err: unknown): Principal | null {
+  return (err as { [REFUSED_OWNER]?: Principal } | null)?.[REFUSED_OWNER] ?? null;
+}
+
 export async function hashPassword(password: string): Promise<string> {
   const { hash, Algorithm } = await import('@node-rs/argon2');
   return hash(password, { algorithm: Algorithm.Argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1 });
@@ -82,16 +89,16 @@ export class Auth {
     const found = await this.core.store.getTokenWithUser(this.core.keyring.tokenHash(token));
     const row = found?.token;
     if (!row || row.kind !== kind) throw unauthenticated('the token is not valid', 'invalid_token');
-    if (row.revoked_at) throw unauthenticated('the token was revoked', 'token_revoked');
-    if (row.expires_at && row.expires_at <= new Date().toISOString()) throw unauthenticated('the token has expired', 'token_expired');
+    if (row.revoked_at) return this.refuse(unauthenticated('the token was revoked', 'token_revoked'), row, found.user);
+    if (row.expires_at && row.expires_at <= new Date().toISOString()) return this.refuse(unauthenticated('the token has expired', 'token_expired'), row, found.user);
     if (kind === 'pat' && row.user_id) {
       const u = found.user;
-      if (!u || u.disabled) throw unauthenticated('the account is disabled', 'account_disabled');
+      if (!u || u.disabled) return this.refuse(unauthenticated('the account is disabled', 'account_disabled'), row, u);
       return { kind: 'user', id: u.id, email: u.email, role: u.role as InstanceRole, tokenId: row.id };
     }
     if ((kind === 'agent' || kind === 'sess') && row.agent_id) {
       const a = await this.core.store.getAgent(row.agent_id);
-      if (!a || a.status !== 'active') throw unauthenticated('the agent was revoked', 'agent_revoked');
+      if (!a || a.status !== 'active') return this.refuse(unauthenticated('the agent was revoked', 'agent_revoked'), row, null);
       let sessionVault: string | null = null;
       if (kind === 'sess') {
         const v = row.vault_id ? await this.core.store.getVaultById(row.vault_id) : null;
@@ -101,6 +108,22 @@ export class Auth {
       return { kind: 'agent', id: a.id, name: a.name, tokenId: row.id, sessionVault };
     }
     throw unauthenticated('this kind of token is not accepted here', 'wrong_token_kind');
+  }
+
+  /**
+   * Refuses a token that exists but no longer works (revoked, expired, its person removed or its
+   * agent revoked), naming its owner for the audit row only: the owner travels on a non-enumerable
+   * symbol property, never in the response.
+   */
+  private async refuse(err: LatchkeyError, row: TokenRow, user: UserRow | null): Promise<never> {
+    let owner: Principal | null = null;
+    if (row.user_id && user) owner = { kind: 'user', id: user.id, email: user.email, role: user.role as InstanceRole, tokenId: row.id };
+    else if (row.agent_id) {
+      const a = await this.core.store.getAgent(row.agent_id);
+      if (a) owner = { kind: 'agent', id: a.id, name: a.name, tokenId: row.id, sessionVault: null };
+    }
+    if (owner) Object.defineProperty(err, REFUSED_OWNER, { value: owner, enumerable: false });
+    throw err;
   }
 
   /** The console's session cookie (an opaque random value stored as a keyed hash, kind `web`). */

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
+import { refusedOwner } from '../core/auth.js';
 import { openapiTransform, problem, sendProblem, toProblem, zodValidatorCompiler } from './http.js';
 import { auditRoutes } from './routes/audit.js';
 import { keyRoutes } from './routes/keys.js';
@@ -124,7 +125,9 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
       // every refusal is audited: no credential, or one that is forged, expired, revoked or of the wrong kind
       if (err instanceof LatchkeyError) {
         const credential = token ? (token.match(/^lk_[a-z]+_/)?.[0] ?? 'unknown') : cookieValue ? 'cookie' : req.headers.authorization ? 'unknown' : 'none';
-        await core.record(req.ctx, { action: 'auth.failure', outcome: 'denied', details: { reason: err.code, credential, method: req.method, path: req.url.split('?')[0] } });
+        // a known token that no longer works is recorded under its owner (revoked agent, removed person)
+        const owner = refusedOwner(err);
+        await core.record(owner ? { ...req.ctx, principal: owner } : req.ctx, { action: 'auth.failure', outcome: 'denied', details: { reason: err.code, credential, method: req.method, path: req.url.split('?')[0] } });
       }
       throw err;
     }
