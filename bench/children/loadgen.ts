@@ -11,6 +11,7 @@
  * target = {url, token, paths[], expect{path: value}, connections, warmupMs, durationMs, rate?, serverPid}.
  * Replies carry raw latencies (ms) so the parent can merge rounds, plus CPU of server, self, machine.
  */
+import { openLoop as runOpenLoop } from '../lib/openloop.js';
 import { Pool } from 'undici';
 import { CpuWindow } from '../lib/stats.js';
 
@@ -89,49 +90,10 @@ async function closedLoop(t: Target, durationMs: number, record: boolean) {
   return { ok, errors, firstError, lat, wallMs: durationMs };
 }
 
-async function openLoop(t: Target, rate: number, durationMs: number, record: boolean) {
+function openLoop(t: Target, rate: number, durationMs: number, record: boolean) {
   const pool = poolFor(t.url, t.connections);
   const headers = { authorization: `Bearer ${t.token}` };
-  const n = Math.max(1, Math.round((rate * durationMs) / 1000));
-  const interval = 1000 / rate;
-  const lat = new Float64Array(n).fill(NaN);
-  let errors = 0;
-  let firstError: string | null = null;
-  let sent = 0;
-  let maxSendLagMs = 0;
-  const inflight: Promise<void>[] = [];
-  const start = performance.now() + 2;
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now();
-      while (sent < n && start + sent * interval <= now) {
-        const idx = sent++;
-        const scheduled = start + idx * interval;
-        maxSendLagMs = Math.max(maxSendLagMs, now - scheduled);
-        const path = t.paths[idx % t.paths.length]!;
-        inflight.push(one(pool, t, headers, path).then(
-          (good) => {
-            if (good) lat[idx] = performance.now() - scheduled;
-            else {
-              errors++;
-              firstError ??= 'bad status or value';
-            }
-          },
-          (err) => {
-            errors++;
-            firstError ??= String((err as Error)?.message ?? err);
-          },
-        ));
-      }
-      if (sent >= n) return resolve();
-      setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
-    };
-    tick();
-  });
-  await Promise.all(inflight);
-  const wallMs = performance.now() - start;
-  const good = Array.from(lat).filter((x) => !Number.isNaN(x));
-  return { ok: good.length, errors, firstError, lat: record ? good : [], wallMs, maxSendLagMs, scheduled: n };
+  return runOpenLoop(rate, durationMs, record, async (i) => ((await one(pool, t, headers, t.paths[i % t.paths.length]!)) ? null : 'bad status or value'));
 }
 
 process.on('disconnect', () => process.exit(0));

@@ -23,6 +23,7 @@
  *   {type:'close'}
  * `pids` = {name: pid} of the processes whose CPU to report over the measured window.
  */
+import { openLoop as runOpenLoop } from '../lib/openloop.js';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { Pool, ProxyAgent, type Dispatcher } from 'undici';
@@ -102,48 +103,9 @@ async function closedLoop(a: LoopArgs, durationMs: number, record: boolean) {
   return { ok, errors, firstError, lat, wallMs: durationMs };
 }
 
-async function openLoop(a: LoopArgs, durationMs: number, record: boolean) {
+function openLoop(a: LoopArgs, durationMs: number, record: boolean) {
   const d = dispatcherFor(a.route, a.connections);
-  const rate = a.rate ?? 1000;
-  const n = Math.max(1, Math.round((rate * durationMs) / 1000));
-  const interval = 1000 / rate;
-  const lat = new Float64Array(n).fill(NaN);
-  let errors = 0;
-  let firstError: string | null = null;
-  let sent = 0;
-  let maxSendLagMs = 0;
-  const inflight: Promise<void>[] = [];
-  const start = performance.now() + 2;
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now();
-      while (sent < n && start + sent * interval <= now) {
-        const idx = sent++;
-        const scheduled = start + idx * interval;
-        maxSendLagMs = Math.max(maxSendLagMs, now - scheduled);
-        inflight.push(one(d, a.route, a.path, a.expectLen).then(
-          (bad) => {
-            if (!bad) lat[idx] = performance.now() - scheduled;
-            else {
-              errors++;
-              firstError ??= bad;
-            }
-          },
-          (err) => {
-            errors++;
-            firstError ??= String((err as Error)?.message ?? err);
-          },
-        ));
-      }
-      if (sent >= n) return resolve();
-      setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
-    };
-    tick();
-  });
-  await Promise.all(inflight);
-  const wallMs = performance.now() - start;
-  const good = Array.from(lat).filter((x) => !Number.isNaN(x));
-  return { ok: good.length, errors, firstError, lat: record ? good : [], wallMs, maxSendLagMs, scheduled: n };
+  return runOpenLoop(a.rate ?? 1000, durationMs, record, () => one(d, a.route, a.path, a.expectLen));
 }
 
 // ---- new connections on raw sockets
