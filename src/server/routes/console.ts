@@ -1,7 +1,7 @@
 /**
- * The web console: the built single-page app (vite build -> dist/console) served at `/`, with a
- * strict Content-Security-Policy (scripts and styles only from files of this origin; no inline
- * script or style, no framing, no referrer: approval links carry a token in their query).
+ * The web console: the built single-page app (vite build -> dist/console) served at `/`. Its
+ * strict Content-Security-Policy and the other security headers are the ones every response gets
+ * from the security plugin (security.ts): no inline script or style, no framing, no referrer.
  * Hashed assets are cached for good; index.html never. Any other GET path outside /v1/ and
  * /proxy/ is a console route and answers with index.html (the SPA fallback).
  */
@@ -10,29 +10,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../http.js';
-
-export const CONSOLE_CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self'",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "manifest-src 'self'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ');
-
-const SECURITY_HEADERS: Record<string, string> = {
-  'Content-Security-Policy': CONSOLE_CSP,
-  'X-Content-Type-Options': 'nosniff',
-  'X-Frame-Options': 'DENY',
-  'Referrer-Policy': 'no-referrer',
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Resource-Policy': 'same-origin',
-  'Permissions-Policy': 'camera=(), microphone=(), geolocation=(), payment=()',
-};
 
 /** Paths the console never answers: the API and the base-URL proxy keep their own 404s. */
 const NOT_CONSOLE = /^\/(v1|proxy)(\/|$|\?)/;
@@ -66,13 +43,6 @@ The API at <code>/v1</code> and the CLI work without it.</p></body></html>`;
 export function consoleRoutes(opts: { dir?: string | null } = {}) {
   return async (app: App) => {
     const dir = opts.dir === undefined ? findConsoleDir() : opts.dir;
-
-    // the server's security plugin (helmet) may have set these already, on the raw response: that policy stands
-    app.addHook('onSend', async (req, reply, payload) => {
-      if (NOT_CONSOLE.test(req.url)) return payload;
-      for (const [k, v] of Object.entries(SECURITY_HEADERS)) if (!reply.raw.hasHeader(k) && !reply.hasHeader(k)) reply.header(k, v);
-      return payload;
-    });
 
     const sendIndex = (reply: FastifyReply) => {
       reply.header('Cache-Control', 'no-store');
