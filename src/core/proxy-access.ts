@@ -16,6 +16,7 @@ import type { Core } from './core.js';
 import { LatchkeyError } from './errors.js';
 import { grantState, type GrantState } from './grants.js';
 import { credentialKeys, type ServiceConfig } from './matching.js';
+import { decide } from './policy.js';
 import type { Principal } from './principal.js';
 import { serviceFromRow } from './services.js';
 
@@ -81,9 +82,13 @@ export class ProxyAccess {
     const vault = found.vault;
     if (!vault) throw new LatchkeyError(404, 'vault_not_found', `vault '${vaultName}' was not found`);
     if (kind === 'sess' && t.vault_id !== vault.id) throw new LatchkeyError(403, 'session_vault_mismatch', `this session token is scoped to another vault, not ${vault.name}`);
-    if (!found.role) throw new LatchkeyError(403, 'not_a_member', `agent ${a.name} is not a member of vault ${vault.name}; a vault admin adds it (latchkey agent create ${a.name} --vault ${vault.name})`);
+    const principal: Principal = { kind: 'agent', id: a.id, name: a.name, tokenId: t.id, sessionVault: kind === 'sess' ? vault.name : null };
+    // the one policy decides (the fused query above found the agent's role in this vault)
+    if (!decide(principal, 'proxy.use', found.role ? 'proxy' : null).allow) {
+      throw new LatchkeyError(403, 'not_a_member', `agent ${a.name} is not a member of vault ${vault.name}; a vault admin adds it (latchkey agent create ${a.name} --vault ${vault.name})`);
+    }
     return {
-      principal: { kind: 'agent', id: a.id, name: a.name, tokenId: t.id, sessionVault: kind === 'sess' ? vault.name : null }, vault,
+      principal, vault,
       service: found.service ? { config: this.configOf(found.service), grantId: found.grantId } : null,
     };
   }
