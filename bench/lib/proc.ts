@@ -125,23 +125,26 @@ export async function freePort(): Promise<number> {
 
 let nextId = 1;
 
-/** Sends {type, ...payload, id} and resolves with the child's reply carrying the same id. */
-export function rpc<T = any>(t: Tracked, type: string, payload: Record<string, unknown> = {}, timeoutMs = 600_000): Promise<T> {
-  const id = nextId++;
+/**
+ * The first IPC message `pick` settles (a value to resolve with, an Error to reject with, or
+ * undefined to keep waiting), or an error when the child exits or `timeoutMs` passes first.
+ */
+function awaitMessage<T>(t: Tracked, what: string, timeoutMs: number, pick: (m: any) => T | Error | undefined): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`child did not answer '${type}' within ${timeoutMs} ms`));
+      reject(new Error(`child sent nothing for '${what}' within ${timeoutMs} ms: ${t.output().slice(-1500)}`));
     }, timeoutMs);
     const onMsg = (m: any) => {
-      if (!m || m.id !== id) return;
+      const r = pick(m);
+      if (r === undefined) return;
       cleanup();
-      if (m.error) reject(new Error(`child: ${m.error}`));
-      else resolve(m as T);
+      if (r instanceof Error) reject(r);
+      else resolve(r);
     };
     const onExit = (code: number | null) => {
       cleanup();
-      reject(new Error(`child exited (code ${code}) during '${type}': ${t.output().slice(-1500)}`));
+      reject(new Error(`child exited (code ${code}) during '${what}': ${t.output().slice(-1500)}`));
     };
     const cleanup = () => {
       clearTimeout(timer);
@@ -150,38 +153,20 @@ export function rpc<T = any>(t: Tracked, type: string, payload: Record<string, u
     };
     t.child.on('message', onMsg);
     t.child.once('exit', onExit);
-    t.child.send({ type, id, ...payload });
   });
+}
+
+/** Sends {type, ...payload, id} and resolves with the child's reply carrying the same id. */
+export function rpc<T = any>(t: Tracked, type: string, payload: Record<string, unknown> = {}, timeoutMs = 600_000): Promise<T> {
+  const id = nextId++;
+  const reply = awaitMessage<T>(t, type, timeoutMs, (m) => (!m || m.id !== id ? undefined : m.error ? new Error(`child: ${m.error}`) : (m as T)));
+  t.child.send({ type, id, ...payload });
+  return reply;
 }
 
 /** The first IPC message of a given type (e.g. 'ready'), or an error if the child exits first. */
 export function waitMessage<T = any>(t: Tracked, type: string, timeoutMs = 60_000): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`child sent no '${type}' within ${timeoutMs} ms: ${t.output().slice(-1500)}`));
-    }, timeoutMs);
-    const onMsg = (m: any) => {
-      if (m?.type === 'error') {
-        cleanup();
-        reject(new Error(`child failed: ${m.error}`));
-      } else if (m?.type === type) {
-        cleanup();
-        resolve(m as T);
-      }
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new Error(`child exited (code ${code}) before '${type}': ${t.output().slice(-1500)}`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      t.child.off('message', onMsg);
-      t.child.off('exit', onExit);
-    };
-    t.child.on('message', onMsg);
-    t.child.once('exit', onExit);
-  });
+  return awaitMessage<T>(t, type, timeoutMs, (m) => (m?.type === 'error' ? new Error(`child failed: ${m.error}`) : m?.type === type ? (m as T) : undefined));
 }
 
 // ---- CPU accounting from /proc (Linux); null elsewhere ----
