@@ -101,14 +101,26 @@ export class AuditLog {
     return this.appendEntries(s, inputs.map((input) => ({ ctx, input })));
   }
 
-  /** Appends events of several requests (group commit) under one head lock. */
+  /** Appends events of several requests inside the caller's transaction, under the head lock. */
   async appendEntries(s: Store, entries: Array<{ ctx: OpContext; input: AuditInput }>): Promise<AuditRow[]> {
     if (entries.length === 0) return [];
-    const head = await s.lockAuditHead();
+    const rows = this.chain(await s.lockAuditHead(), entries);
+    await s.insertAuditEvents(rows);
+    await s.setAuditHead(rows.at(-1)!.seq, rows.at(-1)!.hash);
+    return rows;
+  }
+
+  /** Appends events of several requests (group commit) in a transaction of their own. */
+  appendBatch(store: Store, entries: Array<{ ctx: OpContext; input: AuditInput }>): Promise<AuditRow[]> {
+    return store.appendAudit((head) => this.chain(head, entries));
+  }
+
+  /** The rows that extend the chain from `head`: sequence numbers, links and MACs. */
+  private chain(head: { seq: number; hash: string }, entries: Array<{ ctx: OpContext; input: AuditInput }>): AuditRow[] {
     let prev = head.hash;
     let seq = head.seq;
     const ts = new Date().toISOString();
-    const rows: AuditRow[] = entries.map(({ ctx, input: e }) => {
+    return entries.map(({ ctx, input: e }) => {
       seq += 1;
       const base = {
         seq, id: randomUUID(), ts, actor: actorOf(ctx.principal), action: e.action, vault: e.vault ?? null, target: e.target ?? null,
@@ -118,9 +130,6 @@ export class AuditLog {
       prev = hash;
       return { ...base, hash };
     });
-    await s.insertAuditEvents(rows);
-    await s.setAuditHead(seq, prev);
-    return rows;
   }
 
   /** Hands committed rows to the extra sinks; a failing sink never fails the operation (the store is the record). */

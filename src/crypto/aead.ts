@@ -67,12 +67,15 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buff
  * Canonical associated data: length-prefixed fields, so ("ab","c") and ("a","bc") never collide.
  */
 export function aad(...parts: Array<string | number>): Buffer {
-  const chunks: Buffer[] = [];
-  for (const p of parts) {
-    const b = Buffer.from(String(p), 'utf8');
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(b.length);
-    chunks.push(len, b);
+  const strs = parts.map(String);
+  let n = 0;
+  for (const p of strs) n += 4 + Buffer.byteLength(p, 'utf8');
+  const out = Buffer.allocUnsafe(n);
+  let at = 0;
+  for (const p of strs) {
+    const len = out.write(p, at + 4, 'utf8');
+    out.writeUInt32BE(len, at);
+    at += 4 + len;
   }
-  return Buffer.concat(chunks);
+  return out;
 }

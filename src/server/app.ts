@@ -113,7 +113,10 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', req.id);
     req.ctx = { principal: { kind: 'anonymous' }, ip: req.ip ?? null, requestId: req.id };
-    if (!req.url.startsWith('/v1/') || req.routeOptions.config?.public) return;
+    if (!req.url.startsWith('/v1/')) return;
+    // API answers are never cached (errors included: set before anything can fail)
+    reply.header('Cache-Control', 'no-store');
+    if (req.routeOptions.config?.public) return;
     // a bearer token (CLI, agents) or the console's SameSite=Strict session cookie
     const token = bearer(req.headers.authorization);
     const cookieValue = req.cookies?.[SESSION_COOKIE];
@@ -129,11 +132,6 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
       }
       throw err;
     }
-  });
-
-  app.addHook('onSend', async (req, reply, payload) => {
-    if (req.url.startsWith('/v1/')) reply.header('Cache-Control', 'no-store');
-    return payload;
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import type { DB } from './schema.js';
 import { KyselyStore } from './kysely-store.js';
+import { ReadCache } from './read-cache.js';
 import { preparedCache, SettleWrites, WalSync } from './sqlite-durable.js';
 
 export type { Store } from './store.js';
@@ -64,11 +65,20 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   const wal = new WalSync(`${path}-wal`, sqlite);
-  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: preparedCache(sqlite, wal) }), plugins: [new SettleWrites(wal)] });
+  // the hot lookups' cache; `data_version` on the writer changes when another process commits
+  const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
+  const cache = new ReadCache(() => dataVersion.get() as number);
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: preparedCache(sqlite, wal, cache) }), plugins: [new SettleWrites(wal)] });
   // a second connection for plain reads (WAL readers do not wait for the writer)
   const readConn = new Database(path);
   readConn.pragma('busy_timeout = 5000');
   readConn.pragma('query_only = ON');
   const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: preparedCache(readConn) }) });
-  return new KyselyStore('sqlite', path, db, db, false, reader, wal, { reader: readConn, writer: sqlite, wrote: () => { wal.dirty = true; } });
+  return new KyselyStore('sqlite', path, db, db, false, reader, wal, {
+    reader: readConn, writer: sqlite, cache,
+    wrote: (kind) => {
+      wal.dirty = true;
+      cache.ran(kind);
+    },
+  });
 }

@@ -12,6 +12,7 @@ import type {
   UserRow, VaultRow, VersionRow,
 } from './store.js';
 import { UniqueViolation } from './store.js';
+import { classify, type ReadCache, type StatementKind } from './read-cache.js';
 
 type Exec = Kysely<DB> | Transaction<DB>;
 
@@ -74,8 +75,20 @@ function hotSql(backend: Backend, key: string, params: readonly unknown[], build
 export interface RawSqlite {
   reader: BetterSqlite3.Database;
   writer: BetterSqlite3.Database;
-  /** marks the writer dirty so the next commit is fsynced (sqlite-durable.ts) */
-  wrote(): void;
+  /** the hot lookups' cache (read-cache.ts) */
+  cache: ReadCache;
+  /** after a write on the writer: marks it dirty so the next commit is fsynced (sqlite-durable.ts), tells the cache */
+  wrote(kind: StatementKind): void;
+}
+
+/** Hot lookups answered from the read cache (outside transactions): what every request asks first. */
+const CACHED = new Set(['tokenWithUser', 'vaultSecretCurrent', 'vaultSecretVersion', 'memberRole', 'vaultByName', 'proxyAuth']);
+
+const KINDS = new Map<string, StatementKind>();
+function kindOf(text: string): StatementKind {
+  let k = KINDS.get(text);
+  if (k === undefined) KINDS.set(text, (k = classify(text)));
+  return k;
 }
 
 const STATEMENTS = new WeakMap<BetterSqlite3.Database, Map<string, BetterSqlite3.Statement>>();
@@ -113,21 +126,39 @@ export class KyselyStore implements Store {
     return this.inTx ? this.db : this.reader;
   }
 
-  /** Runs a hot query (see hotSql) on the read side (`r`) or the writer (`w`, in a transaction); first row. */
+  /**
+   * Runs a hot query (see hotSql) on the read side (`r`) or the writer (`w`, in a transaction); first row.
+   * On SQLite, the lookups in CACHED are answered from the read cache outside transactions.
+   */
   private async hot<R>(side: 'r' | 'w', key: string, params: readonly unknown[], build: () => Compilable<R>): Promise<R | undefined> {
     const text = hotSql(this.backend, key, params, build);
     const raw = this.raw;
     if (raw) {
+      if (side === 'r' && !this.inTx && CACHED.has(key)) {
+        const ck = `${key}\u0001${params.join('\u0001')}`;
+        const hit = raw.cache.get(ck);
+        if (hit) return hit.value as R | undefined;
+        // frozen: every caller gets this same object
+        const row = statement(raw.reader, text).get(...(params as unknown[])) as R | undefined;
+        raw.cache.set(ck, row === undefined ? row : Object.freeze(row));
+        return row;
+      }
       const conn = side === 'w' || this.inTx ? raw.writer : raw.reader;
       const st = statement(conn, text);
       if (st.reader) return st.get(...(params as unknown[])) as R | undefined;
       st.run(...(params as unknown[]));
-      raw.wrote();
+      raw.wrote(kindOf(text));
       if (!this.inTx) await this.durable?.settle();
       return undefined;
     }
     const r = await (side === 'w' ? this.db : this.r).executeQuery<R>(CompiledQuery.raw(text, params as unknown[]));
     return r.rows[0];
+  }
+
+  /** The read cache's counters (SQLite), or null (PostgreSQL has none): for tests and the bench. */
+  readCacheStats(): { hits: number; misses: number; clears: number } | null {
+    const c = this.raw?.cache;
+    return c ? { hits: c.hits, misses: c.misses, clears: c.clears } : null;
   }
 
   async tx<T>(fn: (s: Store) => Promise<T>): Promise<T> {
@@ -386,13 +417,48 @@ export class KyselyStore implements Store {
       const text = hotSql(this.backend, `insertAudit:${cols.join(',')}`, cols.map((c) => first[c]), () => this.db.insertInto('audit_events').values(first));
       const st = statement(this.raw.writer, text);
       for (const r of rows) st.run(...cols.map((c) => r[c]));
-      this.raw.wrote();
+      this.raw.wrote(kindOf(text));
       return;
     }
     // SQLite limits bound parameters per statement; 13 columns x 500 rows stays well inside it.
     for (let i = 0; i < rows.length; i += 500) {
       await this.db.insertInto('audit_events').values(rows.slice(i, i + 500)).execute();
     }
+  }
+
+  async appendAudit(make: (head: AuditHead) => AuditRow[]): Promise<AuditRow[]> {
+    const raw = this.raw;
+    if (!raw || this.inTx || raw.writer.inTransaction) {
+      // PostgreSQL, or a transaction open on the writer (Kysely's, across awaits): the usual way
+      return this.tx(async (s) => {
+        const rows = make(await s.lockAuditHead());
+        if (rows.length) {
+          await s.insertAuditEvents(rows);
+          await s.setAuditHead(rows.at(-1)!.seq, rows.at(-1)!.hash);
+        }
+        return rows;
+      });
+    }
+    // the group commit of reads, vends and proxied requests: one synchronous transaction, no
+    // awaits inside, so nothing else can use the connection meanwhile
+    const w = raw.writer;
+    const lock = statement(w, hotSql(this.backend, 'lockAuditHead', [1], () => this.db.selectFrom('audit_head').selectAll().where('id', '=', 1)));
+    const rows = w.transaction(() => {
+      const head = lock.get(1) as AuditHead | undefined;
+      if (!head) throw new Error('the audit chain head row is missing');
+      const out = make(head);
+      if (!out.length) return out;
+      const first = out[0]!;
+      const cols = Object.keys(first) as Array<keyof AuditRow>;
+      const insert = statement(w, hotSql(this.backend, `insertAudit:${cols.join(',')}`, cols.map((c) => first[c]), () => this.db.insertInto('audit_events').values(first)));
+      for (const r of out) insert.run(...cols.map((c) => r[c]));
+      const last = out.at(-1)!;
+      statement(w, hotSql(this.backend, 'setAuditHead', [last.seq, last.hash, 1], () => this.db.updateTable('audit_head').set({ seq: last.seq, hash: last.hash }).where('id', '=', 1))).run(last.seq, last.hash, 1);
+      return out;
+    }).immediate();
+    if (rows.length) raw.wrote('log');
+    await this.durable?.settle();
+    return rows;
   }
 
   async setAuditHead(seq: number, hash: string): Promise<void> {

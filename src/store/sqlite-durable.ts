@@ -14,6 +14,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type BetterSqlite3 from 'better-sqlite3';
+import { classify, type ReadCache, type StatementKind } from './read-cache.js';
 import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
 
 export class WalSync {
@@ -66,23 +67,33 @@ export class WalSync {
 }
 
 /**
- * Kysely prepares every query anew; this caches prepared statements by SQL text (bounded) and,
- * when `wal` is given, marks the connection dirty whenever a writing statement runs.
+ * Kysely prepares every query anew; this caches prepared statements by SQL text (bounded). On the
+ * writer (`wal` given), every statement that is not a plain read marks the connection dirty when
+ * it runs (so its commit is fsynced) and is reported to `watch` (the read cache learns of changes).
+ * Statements are classified by their SQL, not by better-sqlite3's `reader` flag, which is also
+ * set for writes with RETURNING.
  */
-export function preparedCache(conn: BetterSqlite3.Database, wal?: WalSync): never {
+export function preparedCache(conn: BetterSqlite3.Database, wal?: WalSync, watch?: ReadCache): never {
   const cache = new Map<string, BetterSqlite3.Statement>();
-  const mark = (st: BetterSqlite3.Statement): BetterSqlite3.Statement => {
-    if (!wal || st.reader) return st;
-    const run = st.run.bind(st);
+  const mark = (st: BetterSqlite3.Statement, kind: StatementKind): BetterSqlite3.Statement => {
+    if (!wal || kind === 'read') return st;
+    const ran = () => {
+      wal.dirty = true;
+      watch?.ran(kind);
+    };
     return new Proxy(st, {
       get(target, prop) {
-        if (prop === 'run') return (...args: unknown[]) => {
-          const r = run(...(args as []));
-          wal.dirty = true;
-          return r;
-        };
         const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        if (typeof v !== 'function') return v;
+        const f = (v as (...a: unknown[]) => unknown).bind(target);
+        if (prop !== 'run' && prop !== 'all' && prop !== 'get' && prop !== 'iterate') return f;
+        return (...args: unknown[]) => {
+          try {
+            return f(...args);
+          } finally {
+            ran();
+          }
+        };
       },
     });
   };
@@ -91,7 +102,7 @@ export function preparedCache(conn: BetterSqlite3.Database, wal?: WalSync): neve
     prepare: (text: string) => {
       let st = cache.get(text);
       if (!st) {
-        st = mark(conn.prepare(text));
+        st = mark(conn.prepare(text), classify(text));
         if (cache.size < 1000) cache.set(text, st);
       }
       return st;

@@ -118,6 +118,12 @@ export interface Store {
   getAuditHead(): Promise<AuditHead>;
   insertAuditEvents(rows: AuditRow[]): Promise<void>;
   setAuditHead(seq: number, hash: string): Promise<void>;
+  /**
+   * A transaction of its own that appends audit events and nothing else: locks the chain head,
+   * lets `make` build the rows from it (synchronously), inserts them and moves the head. On SQLite
+   * this runs as one synchronous transaction on the writer when no other transaction is open there.
+   */
+  appendAudit(make: (head: AuditHead) => AuditRow[]): Promise<AuditRow[]>;
   queryAudit(q: AuditQuery): Promise<AuditRow[]>;
   /** Events in chain order from seq > after, up to limit. */
   auditRange(after: number, limit: number): Promise<AuditRow[]>;
