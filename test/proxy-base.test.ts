@@ -480,8 +480,11 @@ describeBackends('proxy base-URL mode', (ctx) => {
   it('audit store down: events are kept, new requests get 503 until the store takes them again', async () => {
     const store = server.core.store;
     const tx = store.tx.bind(store);
+    const appendAudit = store.appendAudit.bind(store);
     let down = true;
+    // every way to write is down: transactions and the audit group commit
     (store as { tx: typeof store.tx }).tx = ((fn: never) => (down ? Promise.reject(new Error('database is down')) : tx(fn))) as typeof store.tx;
+    (store as { appendAudit: typeof store.appendAudit }).appendAudit = ((make: never) => (down ? Promise.reject(new Error('database is down')) : appendAudit(make))) as typeof store.appendAudit;
     try {
       const first = await proxied('default/openai/v1/echo/during-outage');
       expect(first.status).toBe(200); // answered; its event is queued

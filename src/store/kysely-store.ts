@@ -2,7 +2,7 @@
  * Store over Kysely, one implementation for both backends. Differences are confined to
  * openStore() (dialect, pragmas) and the few places that name them explicitly (FOR UPDATE).
  */
-import { CompiledQuery, Kysely, Migrator, sql, type Compilable, type Transaction, type MigrationProvider, type Migration } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, sql, type Compilable, type SelectQueryBuilder, type Transaction, type MigrationProvider, type Migration } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Backend, DB } from './schema.js';
 import { migrations } from './schema.js';
@@ -82,7 +82,7 @@ export interface RawSqlite {
 }
 
 /** Hot lookups answered from the read cache (outside transactions): what every request asks first. */
-const CACHED = new Set(['tokenWithUser', 'vaultSecretCurrent', 'vaultSecretVersion', 'memberRole', 'vaultByName', 'proxyAuth']);
+const CACHED = new Set(['tokenWithUser', 'vaultSecretCurrent', 'vaultSecretVersion', 'memberRole', 'vaultByName', 'proxyAuth', 'proxyAuthService', 'proxyService']);
 
 const KINDS = new Map<string, StatementKind>();
 function kindOf(text: string): StatementKind {
@@ -99,6 +99,21 @@ function statement(conn: BetterSqlite3.Database, text: string): BetterSqlite3.St
   let st = m.get(text);
   if (!st) m.set(text, (st = conn.prepare(text)));
   return st;
+}
+
+/**
+ * The approved `use` grant on a service that lasts longest (no expiry first, then the latest
+ * expiry): one column of it. Not filtered by the time, so the answer can be cached; the caller
+ * checks its expiry per request (`liveGrant`): if the longest-lasting grant has expired, all have.
+ */
+function useGrant<C extends 'g.id' | 'g.expires_at'>(q: SelectQueryBuilder<DB & { g: DB['grants'] }, 'g', object>, col: C) {
+  return q.select(col)
+    .where('g.kind', '=', sql.lit('service')).where('g.mode', '=', sql.lit('use')).where('g.status', '=', sql.lit('approved'))
+    .orderBy(sql`(g.expires_at is null)`, 'desc').orderBy('g.expires_at', 'desc').orderBy('g.created_at', 'desc').limit(sql.lit(1));
+}
+
+function liveGrant(id: string | null | undefined, expiresAt: string | null | undefined, now: string): string | null {
+  return id && (!expiresAt || expiresAt > now) ? id : null;
 }
 
 const versionMetaColumns = ['secret_id', 'version', 'kek_version', 'created_at', 'created_by', 'rotated_at'] as const;
@@ -736,15 +751,12 @@ export class KyselyStore implements Store {
         q = q.leftJoin('services as s', (j) => j.onRef('s.vault_id', '=', 'vt.id').on('s.name', '=', service))
           .select(['s.id as s_id', 's.name as s_name', 's.host as s_host', 's.path_prefix as s_path_prefix', 's.port as s_port', 's.auth as s_auth', 's.methods as s_methods', 's.path_prefixes as s_path_prefixes',
             's.quota_per_minute as s_quota_per_minute', 's.enabled as s_enabled', 's.description as s_description', 's.created_at as s_created_at', 's.updated_at as s_updated_at'])
-          .select((eb) => eb.selectFrom('grants as g').select('g.id')
-            .whereRef('g.vault_id', '=', 'vt.id').whereRef('g.agent_id', '=', 't.agent_id').where('g.kind', '=', sql.lit('service')).whereRef('g.target', '=', 's.name')
-            .where('g.mode', '=', sql.lit('use')).where('g.status', '=', sql.lit('approved'))
-            .where((w) => w.or([w('g.expires_at', 'is', null), w('g.expires_at', '>', now)]))
-            .orderBy('g.created_at', 'desc').limit(sql.lit(1)).as('grant_id'));
+          .select((eb) => useGrant(eb.selectFrom('grants as g').whereRef('g.vault_id', '=', 'vt.id').whereRef('g.agent_id', '=', 't.agent_id').whereRef('g.target', '=', 's.name'), 'g.id').as('grant_id'))
+          .select((eb) => useGrant(eb.selectFrom('grants as g').whereRef('g.vault_id', '=', 'vt.id').whereRef('g.agent_id', '=', 't.agent_id').whereRef('g.target', '=', 's.name'), 'g.expires_at').as('grant_expires_at'));
       }
       return q.where('t.hash', '=', tokenHash);
     };
-    const params = withService ? [now, vaultName, service, tokenHash] : [vaultName, tokenHash];
+    const params = withService ? [vaultName, service, tokenHash] : [vaultName, tokenHash];
     const r = (await this.hot('r', withService ? 'proxyAuthService' : 'proxyAuth', params, build as () => Compilable<Record<string, unknown>>)) as Record<string, any> | undefined;
     if (!r) return null;
     return {
@@ -762,22 +774,19 @@ export class KyselyStore implements Store {
           description: r.s_description ?? null, created_at: r.s_created_at, updated_at: r.s_updated_at,
         }
         : null,
-      grantId: r.grant_id ?? null,
+      grantId: liveGrant(r.grant_id, r.grant_expires_at, now),
     };
   }
 
   async getProxyService(vaultId: string, agentId: string, service: string, now: string): Promise<{ service: ServiceRow; grantId: string | null } | null> {
-    const r = await this.hot('r', 'proxyService', [agentId, now, vaultId, service], () => this.r.selectFrom('services as s')
+    const r = await this.hot('r', 'proxyService', [agentId, agentId, vaultId, service], () => this.r.selectFrom('services as s')
       .selectAll('s')
-      .select((eb) => eb.selectFrom('grants as g').select('g.id')
-        .whereRef('g.vault_id', '=', 's.vault_id').where('g.agent_id', '=', agentId).where('g.kind', '=', sql.lit('service')).whereRef('g.target', '=', 's.name')
-        .where('g.mode', '=', sql.lit('use')).where('g.status', '=', sql.lit('approved'))
-        .where((w) => w.or([w('g.expires_at', 'is', null), w('g.expires_at', '>', now)]))
-        .orderBy('g.created_at', 'desc').limit(sql.lit(1)).as('grant_id'))
+      .select((eb) => useGrant(eb.selectFrom('grants as g').whereRef('g.vault_id', '=', 's.vault_id').where('g.agent_id', '=', agentId).whereRef('g.target', '=', 's.name'), 'g.id').as('grant_id'))
+      .select((eb) => useGrant(eb.selectFrom('grants as g').whereRef('g.vault_id', '=', 's.vault_id').where('g.agent_id', '=', agentId).whereRef('g.target', '=', 's.name'), 'g.expires_at').as('grant_expires_at'))
       .where('s.vault_id', '=', vaultId).where('s.name', '=', service));
     if (!r) return null;
-    const { grant_id, ...row } = r as ServiceRow & { grant_id: string | null };
-    return { service: row, grantId: grant_id ?? null };
+    const { grant_id, grant_expires_at, ...row } = r as ServiceRow & { grant_id: string | null; grant_expires_at: string | null };
+    return { service: row, grantId: liveGrant(grant_id, grant_expires_at, now) };
   }
 
   async bumpProxyQuota(vaultId: string, service: string, agentId: string, win: number): Promise<number> {
