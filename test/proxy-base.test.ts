@@ -360,6 +360,26 @@ describeBackends('proxy base-URL mode', (ctx) => {
     expect(((await r2.json()) as Record<string, any>).grant_state).toBe('none');
   });
 
+  it('a grant that expires is refused from the next request on, even right after a cached success; a longer grant still serves', async () => {
+    const a = await call('POST', '/v1/agents', { body: { name: 'expiring', vaults: ['default'] } });
+    const tok = a.json.token as string;
+    const g1 = await call('POST', '/v1/vaults/default/grants', { body: { agent: 'expiring', service: 'openai', mode: 'use', expires: '2s' } });
+    expect(g1.status).toBe(201);
+    // warm: the same lookup answered again and again (SQLite: from the read cache)
+    for (let i = 0; i < 3; i++) expect((await proxied('default/openai/v1/echo', { token: tok })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, Date.parse(g1.json.expires_at) - Date.now() + 20));
+    const late = await proxied('default/openai/v1/echo', { token: tok });
+    expect([late.status, late.headers.get('x-latchkey-error')]).toEqual([403, 'grant_required']);
+    expect(((await late.json()) as Record<string, any>).grant_state).toBe('expired');
+    // two grants: the one that lasts longer decides
+    const g2 = await call('POST', '/v1/vaults/default/grants', { body: { agent: 'expiring', service: 'openai', mode: 'use', expires: '1h' } });
+    const g3 = await call('POST', '/v1/vaults/default/grants', { body: { agent: 'expiring', service: 'openai', mode: 'use', expires: '2s' } });
+    expect([g2.status, g3.status]).toEqual([201, 201]);
+    expect((await proxied('default/openai/v1/echo', { token: tok })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, Date.parse(g3.json.expires_at) - Date.now() + 20));
+    expect((await proxied('default/openai/v1/echo', { token: tok })).status).toBe(200);
+  });
+
   it('quota per agent per service per minute -> 429 with Retry-After', async () => {
     expect((await call('POST', '/v1/vaults/default/services', { body: { name: 'limited', host: `${upHost}/v1/echo`, auth: { type: 'bearer', key: 'OPENAI_KEY' }, quota_per_minute: 2 } })).status).toBe(201);
     expect((await call('POST', '/v1/vaults/default/grants', { body: { agent: 'proxy-bot', service: 'limited', mode: 'use' } })).status).toBe(201);
