@@ -4,11 +4,15 @@
  * base URL to `http://127.0.0.1:7470/proxy/<vault>/<service>` (plus the API's own prefix, like
  * `/v1`) and using the agent token as its API key.
  *
- * The route hijacks the reply in its onRequest hook, before Fastify reads the body: the raw
- * request stream goes to the pipeline untouched (no parsing, no body limit, no buffering).
+ * The control plane's HTTP server hands `/proxy/` requests to `baseUrlHandler` before Fastify
+ * sees them (Fastify's serverFactory, see server/app.ts): the raw request stream goes to the
+ * pipeline untouched (no parsing, no body limit, no buffering) and no framework hook, router or
+ * reply object is built for a request that only passes through. The Fastify route below serves
+ * the same handler where the server cannot be bypassed (behind a trusted reverse proxy, where
+ * the client address comes from Fastify's trustProxy, and app.inject()).
  * WebSocket upgrades under `/proxy/` are taken from the HTTP server's `upgrade` event.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { agentTokenFrom } from './headers.js';
@@ -47,17 +51,29 @@ function target(req: IncomingMessage, ip: string): ProxyTarget | null {
 
 const BAD_PATH = new ProxyError(404, 'proxy_path', 'a base-URL proxy path is /proxy/<vault>/<service>/<path>', 'set your SDK\'s base URL to http://<latchkey>/proxy/<vault>/<service> (plus the API\'s own prefix, like /v1)');
 
-export function baseUrlProxy(pipeline: ProxyPipeline) {
+/**
+ * Serves one base-URL request on the raw request and response. `headers`: the control plane's
+ * security headers, set on every response it gives, proxied ones included.
+ */
+export function baseUrlHandler(pipeline: ProxyPipeline, headers: ReadonlyArray<readonly [string, string]>) {
+  return (req: IncomingMessage, res: ServerResponse, ip = req.socket.remoteAddress ?? ''): Promise<void> => {
+    for (const [name, value] of headers) res.setHeader(name, value);
+    const t = target(req, ip);
+    if (!t) {
+      req.resume();
+      pipeline.respondError(res, BAD_PATH, 'base');
+      return Promise.resolve();
+    }
+    return pipeline.handle(t, req, res);
+  };
+}
+
+export function baseUrlProxy(pipeline: ProxyPipeline, headers: ReadonlyArray<readonly [string, string]>) {
+  const handle = baseUrlHandler(pipeline, headers);
   return async function baseUrlProxyPlugin(app: FastifyInstance): Promise<void> {
     const onRequest = async (req: FastifyRequest, reply: FastifyReply) => {
       reply.hijack();
-      const t = target(req.raw, req.ip);
-      if (!t) {
-        req.raw.resume();
-        pipeline.respondError(reply.raw, BAD_PATH, 'base');
-        return;
-      }
-      await pipeline.handle(t, req.raw, reply.raw);
+      await handle(req.raw, reply.raw, req.ip);
     };
     app.all('/proxy/*', { onRequest, schema: { hide: true } }, async () => undefined);
 

@@ -3,6 +3,8 @@
  * plugins call core; core asks the one policy function and writes audit in the same transaction.
  */
 import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
@@ -17,9 +19,9 @@ import { accessRoutes, SESSION_COOKIE } from './routes/access.js';
 import { serviceRoutes } from './routes/services.js';
 import { proposalRoutes } from './routes/proposals.js';
 import { consoleRoutes } from './routes/console.js';
-import { baseUrlProxy } from '../proxy/base-url.js';
+import { BASE_PREFIX, baseUrlHandler, baseUrlProxy } from '../proxy/base-url.js';
 import type { ProxyPipeline } from '../proxy/pipeline.js';
-import { securityPlugin, type SecurityOptions } from './security.js';
+import { securityHeaders, securityPlugin, type SecurityOptions } from './security.js';
 
 export interface AppOptions {
   /** the injection proxy's pipeline: serves the base-URL mode under /proxy/ (absent = no /proxy/ routes) */
@@ -58,8 +60,26 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     ...(opts.logStream ? { stream: opts.logStream } : {}),
   } as unknown as FastifyServerOptions['logger'];
 
+  const headers = await securityHeaders(!!opts.https);
+  // base-URL proxy requests go from the HTTP server straight to the pipeline (see proxy/base-url.ts);
+  // behind a trusted reverse proxy they take the Fastify route, which knows the client's address
+  const bypass = opts.proxy && !opts.trustProxy ? baseUrlHandler(opts.proxy, headers) : null;
+  const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void, o: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number }) => {
+    const route = (req: IncomingMessage, res: ServerResponse) => {
+      if (bypass && req.url?.startsWith(BASE_PREFIX)) void bypass(req, res);
+      else handler(req, res);
+    };
+    // as Fastify builds its own server (lib/server.js)
+    const server = opts.https ? createHttpsServer(opts.https, route) : createHttpServer(route);
+    if (o.keepAliveTimeout !== undefined) server.keepAliveTimeout = o.keepAliveTimeout;
+    if (o.requestTimeout !== undefined) server.requestTimeout = o.requestTimeout;
+    server.setTimeout(o.connectionTimeout ?? 0);
+    return server;
+  };
+
   const app = Fastify({
     logger,
+    serverFactory,
     bodyLimit: 1024 * 1024,
     trustProxy: opts.trustProxy ?? false,
     genReqId: () => randomUUID(),
@@ -75,7 +95,6 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
         buildSerializer: (() => () => (data: unknown) => JSON.stringify(data)) as never,
       },
     },
-    ...(opts.https ? { https: opts.https } : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
   // JSON bodies: an empty body is "no body" (POST /rotate with Content-Type set); prototype keys are refused.
@@ -107,7 +126,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   const { default: cookie } = await import('@fastify/cookie');
   await app.register(cookie);
   // headers, CORS, cross-origin and rate-limit checks: registered before the auth hook so they run first
-  await app.register(securityPlugin({ ...opts.security, tls: !!opts.https }));
+  await app.register(securityPlugin({ ...opts.security, tls: !!opts.https, headers }));
   app.decorateRequest('ctx', null as never);
 
   app.addHook('onRequest', async (req, reply) => {
@@ -157,7 +176,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   await app.register(consoleRoutes());
   if (opts.proxy) {
     opts.proxy.setLogger(app.log);
-    await app.register(baseUrlProxy(opts.proxy));
+    await app.register(baseUrlProxy(opts.proxy, headers));
   }
   return app;
 }

@@ -86,6 +86,8 @@ export interface SecurityOptions {
   redisUrl?: string | null;
   /** key prefix in Redis (default `latchkey:rl:`) */
   redisPrefix?: string;
+  /** the security headers (securityHeaders()), when the caller already has them */
+  headers?: Array<[string, string]>;
 }
 
 // ---------------------------------------------------------------- headers
@@ -223,7 +225,7 @@ export function securityPlugin(opts: SecurityOptions) {
 
     // ---- headers on every response, on the raw response in the first hook, so they survive errors
     // (a hook that throws later, auth or a rate limit, cannot drop them)
-    const headers = await securityHeaders(opts.tls);
+    const headers = opts.headers ?? (await securityHeaders(opts.tls));
     app.addHook('onRequest', (_req, reply, done) => {
       const raw = reply.raw;
       for (const [name, value] of headers) raw.setHeader(name, value);

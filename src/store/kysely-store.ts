@@ -84,6 +84,13 @@ export interface RawSqlite {
 /** Hot lookups answered from the read cache (outside transactions): what every request asks first. */
 const CACHED = new Set(['tokenWithUser', 'vaultSecretCurrent', 'vaultSecretVersion', 'memberRole', 'vaultByName', 'proxyAuth', 'proxyAuthService', 'proxyService']);
 
+/** Freezes a value and the plain objects inside it (not Buffers: nobody writes into sealed bytes). */
+function freezeTree<T>(v: T): T {
+  if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v) || Object.isFrozen(v)) return v;
+  for (const x of Object.values(v as object)) freezeTree(x);
+  return Object.freeze(v);
+}
+
 const KINDS = new Map<string, StatementKind>();
 function kindOf(text: string): StatementKind {
   let k = KINDS.get(text);
@@ -145,29 +152,30 @@ export class KyselyStore implements Store {
    * Runs a hot query (see hotSql) on the read side (`r`) or the writer (`w`, in a transaction); first row.
    * On SQLite, the lookups in CACHED are answered from the read cache outside transactions.
    */
-  private async hot<R>(side: 'r' | 'w', key: string, params: readonly unknown[], build: () => Compilable<R>): Promise<R | undefined> {
+  private async hot<R, T = R>(side: 'r' | 'w', key: string, params: readonly unknown[], build: () => Compilable<R>, shape?: (row: R) => T): Promise<T | undefined> {
     const text = hotSql(this.backend, key, params, build);
     const raw = this.raw;
+    const out = (row: R | undefined): T | undefined => (row === undefined ? undefined : shape ? shape(row) : (row as unknown as T));
     if (raw) {
       if (side === 'r' && !this.inTx && CACHED.has(key)) {
         const ck = `${key}\u0001${params.join('\u0001')}`;
         const hit = raw.cache.get(ck);
-        if (hit) return hit.value as R | undefined;
-        // frozen: every caller gets this same object
-        const row = statement(raw.reader, text).get(...(params as unknown[])) as R | undefined;
-        raw.cache.set(ck, row === undefined ? row : Object.freeze(row));
-        return row;
+        if (hit) return hit.value as T | undefined;
+        // shaped once (rows from the driver are slow to copy) and frozen: every caller gets this same object
+        const value = out(statement(raw.reader, text).get(...(params as unknown[])) as R | undefined);
+        raw.cache.set(ck, value === undefined ? value : freezeTree(value));
+        return value;
       }
       const conn = side === 'w' || this.inTx ? raw.writer : raw.reader;
       const st = statement(conn, text);
-      if (st.reader) return st.get(...(params as unknown[])) as R | undefined;
+      if (st.reader) return out(st.get(...(params as unknown[])) as R | undefined);
       st.run(...(params as unknown[]));
       raw.wrote(kindOf(text));
       if (!this.inTx) await this.durable?.settle();
       return undefined;
     }
     const r = await (side === 'w' ? this.db : this.r).executeQuery<R>(CompiledQuery.raw(text, params as unknown[]));
-    return r.rows[0];
+    return out(r.rows[0]);
   }
 
   /** The read cache's counters (SQLite), or null (PostgreSQL has none): for tests and the bench. */
@@ -236,7 +244,7 @@ export class KyselyStore implements Store {
   // ---- vaults
 
   async getVault(name: string): Promise<VaultRow | null> {
-    return (await this.hot('r', 'vaultByName', [name], () => this.r.selectFrom('vaults').selectAll().where('name', '=', name))) ?? null;
+    return (await this.hot('r', 'vaultByName', [name], () => this.r.selectFrom('vaults').selectAll().where('name', '=', name), (v) => ({ ...v }))) ?? null;
   }
 
   async getVaultById(id: string): Promise<VaultRow | null> {
@@ -302,14 +310,15 @@ export class KyselyStore implements Store {
       .select(['vt.name as vt_name', 'vt.description as vt_description', 'vt.fallback as vt_fallback', 'vt.passthrough as vt_passthrough', 'vt.created_at as vt_created_at', 'vt.updated_at as vt_updated_at'])
       .where('vt.name', '=', vaultName)
       .where('s.name', '=', name)
-      .where((eb) => (version === undefined ? eb('v.version', '=', eb.ref('s.current_version')) : eb('v.version', '=', version))));
-    if (!r) return null;
-    const { v_version, kek_version, wrapped_dek, ciphertext, v_created_at, created_by, rotated_at, vt_name, vt_description, vt_fallback, vt_passthrough, vt_created_at, vt_updated_at, ...secret } = r;
-    return {
-      vault: { id: secret.vault_id, name: vt_name, description: vt_description, fallback: vt_fallback, passthrough: vt_passthrough, created_at: vt_created_at, updated_at: vt_updated_at },
-      secret,
-      version: { secret_id: secret.id, version: v_version, kek_version, wrapped_dek, ciphertext, created_at: v_created_at, created_by, rotated_at },
-    };
+      .where((eb) => (version === undefined ? eb('v.version', '=', eb.ref('s.current_version')) : eb('v.version', '=', version))), (r) => {
+      const { v_version, kek_version, wrapped_dek, ciphertext, v_created_at, created_by, rotated_at, vt_name, vt_description, vt_fallback, vt_passthrough, vt_created_at, vt_updated_at, ...secret } = r;
+      return {
+        vault: { id: secret.vault_id, name: vt_name, description: vt_description, fallback: vt_fallback, passthrough: vt_passthrough, created_at: vt_created_at, updated_at: vt_updated_at },
+        secret,
+        version: { secret_id: secret.id, version: v_version, kek_version, wrapped_dek, ciphertext, created_at: v_created_at, created_by, rotated_at },
+      };
+    });
+    return r ?? null;
   }
 
   listSecrets(q: SecretListQuery): Promise<SecretRow[]> {
@@ -556,13 +565,14 @@ export class KyselyStore implements Store {
       .leftJoin('users as u', 'u.id', 't.user_id')
       .selectAll('t')
       .select(['u.email as u_email', 'u.password_hash as u_password_hash', 'u.role as u_role', 'u.disabled as u_disabled', 'u.created_at as u_created_at', 'u.updated_at as u_updated_at', 'u.id as u_id'])
-      .where('t.hash', '=', hash));
-    if (!r) return null;
-    const { u_email, u_password_hash, u_role, u_disabled, u_created_at, u_updated_at, u_id, ...token } = r;
-    const user: UserRow | null = u_id
-      ? { id: u_id, email: u_email ?? null, password_hash: u_password_hash ?? null, role: u_role!, disabled: u_disabled!, created_at: u_created_at!, updated_at: u_updated_at! }
-      : null;
-    return { token, user };
+      .where('t.hash', '=', hash), (r) => {
+      const { u_email, u_password_hash, u_role, u_disabled, u_created_at, u_updated_at, u_id, ...token } = r;
+      const user: UserRow | null = u_id
+        ? { id: u_id, email: u_email ?? null, password_hash: u_password_hash ?? null, role: u_role!, disabled: u_disabled!, created_at: u_created_at!, updated_at: u_updated_at! }
+        : null;
+      return { token: token as TokenRow, user };
+    });
+    return r ?? null;
   }
 
   async getTokenByHash(hash: string): Promise<TokenRow | null> {
@@ -637,8 +647,8 @@ export class KyselyStore implements Store {
 
   async getMemberRole(vaultId: string, kind: string, memberId: string): Promise<string | null> {
     const r = await this.hot('r', 'memberRole', [vaultId, kind, memberId], () => this.r.selectFrom('vault_members').select('role')
-      .where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId));
-    return r?.role ?? null;
+      .where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId), (x) => x.role);
+    return r ?? null;
   }
 
   listMembers(vaultId: string): Promise<MemberRow[]> {
@@ -757,25 +767,26 @@ export class KyselyStore implements Store {
       return q.where('t.hash', '=', tokenHash);
     };
     const params = withService ? [vaultName, service, tokenHash] : [vaultName, tokenHash];
-    const r = (await this.hot('r', withService ? 'proxyAuthService' : 'proxyAuth', params, build as () => Compilable<Record<string, unknown>>)) as Record<string, any> | undefined;
-    if (!r) return null;
-    return {
+    const r = await this.hot('r', withService ? 'proxyAuthService' : 'proxyAuth', params, build as () => Compilable<Record<string, any>>, (r) => ({
       token: {
         id: r.id, kind: r.kind, hash: r.hash, name: r.name, user_id: r.user_id, agent_id: r.agent_id, vault_id: r.vault_id, expires_at: r.expires_at,
         revoked_at: r.revoked_at, created_at: r.created_at, last_used_at: r.last_used_at,
-      },
-      agent: r.a_id ? { id: r.a_id, name: r.a_name, status: r.a_status, description: r.a_description ?? null, created_by: r.a_created_by, created_at: r.a_created_at, revoked_at: r.a_revoked_at ?? null } : null,
-      vault: r.vt_id ? { id: r.vt_id, name: r.vt_name, description: r.vt_description ?? null, fallback: r.vt_fallback, passthrough: Number(r.vt_passthrough), created_at: r.vt_created_at, updated_at: r.vt_updated_at } : null,
-      role: r.m_role ?? null,
+      } as TokenRow,
+      agent: r.a_id ? { id: r.a_id, name: r.a_name, status: r.a_status, description: r.a_description ?? null, created_by: r.a_created_by, created_at: r.a_created_at, revoked_at: r.a_revoked_at ?? null } as AgentRow : null,
+      vault: r.vt_id ? { id: r.vt_id, name: r.vt_name, description: r.vt_description ?? null, fallback: r.vt_fallback, passthrough: Number(r.vt_passthrough), created_at: r.vt_created_at, updated_at: r.vt_updated_at } as VaultRow : null,
+      role: (r.m_role ?? null) as string | null,
       service: r.s_id
         ? {
           id: r.s_id, vault_id: r.vt_id, name: r.s_name, host: r.s_host, path_prefix: r.s_path_prefix ?? null, port: r.s_port === null ? null : Number(r.s_port), auth: r.s_auth,
           methods: r.s_methods, path_prefixes: r.s_path_prefixes, quota_per_minute: r.s_quota_per_minute === null ? null : Number(r.s_quota_per_minute), enabled: Number(r.s_enabled),
           description: r.s_description ?? null, created_at: r.s_created_at, updated_at: r.s_updated_at,
-        }
+        } as ServiceRow
         : null,
-      grantId: liveGrant(r.grant_id, r.grant_expires_at, now),
-    };
+      grant: { id: (r.grant_id ?? null) as string | null, expiresAt: (r.grant_expires_at ?? null) as string | null },
+    }));
+    if (!r) return null;
+    const { grant, ...rest } = r;
+    return { ...rest, grantId: liveGrant(grant.id, grant.expiresAt, now) };
   }
 
   async getProxyService(vaultId: string, agentId: string, service: string, now: string): Promise<{ service: ServiceRow; grantId: string | null } | null> {
@@ -783,10 +794,11 @@ export class KyselyStore implements Store {
       .selectAll('s')
       .select((eb) => useGrant(eb.selectFrom('grants as g').whereRef('g.vault_id', '=', 's.vault_id').where('g.agent_id', '=', agentId).whereRef('g.target', '=', 's.name'), 'g.id').as('grant_id'))
       .select((eb) => useGrant(eb.selectFrom('grants as g').whereRef('g.vault_id', '=', 's.vault_id').where('g.agent_id', '=', agentId).whereRef('g.target', '=', 's.name'), 'g.expires_at').as('grant_expires_at'))
-      .where('s.vault_id', '=', vaultId).where('s.name', '=', service));
-    if (!r) return null;
-    const { grant_id, grant_expires_at, ...row } = r as ServiceRow & { grant_id: string | null; grant_expires_at: string | null };
-    return { service: row, grantId: liveGrant(grant_id, grant_expires_at, now) };
+      .where('s.vault_id', '=', vaultId).where('s.name', '=', service), (r) => {
+      const { grant_id, grant_expires_at, ...row } = r as ServiceRow & { grant_id: string | null; grant_expires_at: string | null };
+      return { service: row as ServiceRow, grant: { id: grant_id ?? null, expiresAt: grant_expires_at ?? null } };
+    });
+    return r ? { service: r.service, grantId: liveGrant(r.grant.id, r.grant.expiresAt, now) } : null;
   }
 
   async bumpProxyQuota(vaultId: string, service: string, agentId: string, win: number): Promise<number> {
