@@ -251,7 +251,19 @@ describeBackends('proxy base-URL mode', (ctx) => {
       expect(body).toContain('[REDACTED');
       expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(body));
       expect(res.headers['x-latchkey-error']).toBeUndefined();
+      // the control plane's security headers are on proxied answers too (served before Fastify)
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect(res.headers['content-security-policy']).toContain("default-src 'self'");
     }
+  });
+
+  it('the Fastify route serves the same proxy (app.inject, or behind a trusted reverse proxy)', async () => {
+    const res = await server.app.inject({ method: 'GET', url: '/proxy/default/openai/v1/echo', headers: { authorization: `Bearer ${agentToken}` } });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).not.toContain(REAL);
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    const bad = await server.app.inject({ method: 'GET', url: '/proxy/default' });
+    expect([bad.statusCode, bad.headers['x-latchkey-error']]).toEqual([404, 'proxy_path']);
   });
 
   it('query-parameter auth replaces the client\'s parameter; wildcard services take the host from X-Latchkey-Host', async () => {
