@@ -415,6 +415,16 @@ describeBackends('proxy base-URL mode', (ctx) => {
     const before = up.seen.length;
     expect((await proxied('default/temp/v1/echo')).status).toBe(200);
     expect(up.seen[before]!.headers['x-api-key']).toBe('temp-value-123456');
+    // a new value (a new version), a rollback and a rotation (same value, new data key) are injected from the next request on
+    expect((await call('PUT', '/v1/vaults/default/secrets/TEMP_KEY', { body: { value: 'temp-value-v2-7890' } })).status).toBe(200);
+    expect((await proxied('default/temp/v1/echo')).status).toBe(200);
+    expect(up.seen.at(-1)!.headers['x-api-key']).toBe('temp-value-v2-7890');
+    expect((await call('POST', '/v1/vaults/default/secrets/TEMP_KEY/rollback', { body: { version: 1 } })).status).toBe(200);
+    expect((await proxied('default/temp/v1/echo')).status).toBe(200);
+    expect(up.seen.at(-1)!.headers['x-api-key']).toBe('temp-value-123456');
+    expect((await call('POST', '/v1/vaults/default/secrets/TEMP_KEY/rotate')).status).toBe(200);
+    expect((await proxied('default/temp/v1/echo')).status).toBe(200);
+    expect(up.seen.at(-1)!.headers['x-api-key']).toBe('temp-value-123456');
     expect((await call('DELETE', '/v1/vaults/default/secrets/TEMP_KEY')).status).toBe(200);
     const res = await proxied('default/temp/v1/echo');
     expect(res.status).toBe(502);

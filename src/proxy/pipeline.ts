@@ -518,8 +518,10 @@ export class ProxyPipeline {
     try {
       const out = clientResponseHeaders(up.headers as Record<string, string | string[] | undefined>, p.redactor, drop);
       res.writeHead(status, out);
-      // a streamed body (no length: SSE, chunked) shows its headers at once; a sized one sends them with its first bytes
-      if (out['content-length'] === undefined) res.flushHeaders();
+      // a streamed body (no length: SSE, chunked) shows its headers at once, even if its first bytes
+      // are long in coming; when they are already here (an SSE event usually arrives with its
+      // headers) the headers go out with them, in one write. A sized body sends them with its first bytes.
+      if (out['content-length'] === undefined) setImmediate(() => res.flushHeaders());
       await pump(body, stages, res);
     } catch (err) {
       errorCode = aborted || res.destroyed ? 'client_closed' : 'upstream_aborted';
