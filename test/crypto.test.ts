@@ -15,7 +15,7 @@ import {
   defaultKdfParams, findMasterKeySource, masterKeyPath, MasterKeyError, missingKeyMessage, parseRawKey, stretchPassphrase, wrongKeyMessage,
   writeKeyFile, type KdfParams,
 } from '../src/crypto/master.js';
-import { mintToken, newId, safeEqual, TOKEN_KINDS, tokenKind } from '../src/crypto/tokens.js';
+import { mintToken, newId, safeEqual, TOKEN_KINDS, tokenKind, uuidV7 } from '../src/crypto/tokens.js';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 
@@ -352,6 +352,18 @@ describe('tokens', () => {
 });
 
 // ---- master key sources
+
+describe('audit event ids (UUID v7)', () => {
+  it('carry version 7 and the RFC 9562 variant, the time in their first 48 bits, and sort by time', () => {
+    const t = Date.parse('2026-11-30T04:00:00.000Z');
+    const id = uuidV7(t);
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16)).toBe(t);
+    const ids = [uuidV7(t), uuidV7(t + 1), uuidV7(t + 1000), uuidV7(t + 86_400_000)];
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(Array.from({ length: 10_000 }, () => uuidV7(t))).size).toBe(10_000);
+  });
+});
 
 describe('master key', () => {
   const dirs: string[] = [];

@@ -3,10 +3,9 @@
  * so somebody with only the database cannot re-forge it. Events are appended inside the caller's
  * transaction under the chain-head lock (fail closed; replicas serialize on the head row).
  */
-import { randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import type { Keyring } from '../crypto/keyring.js';
-import { safeEqual } from '../crypto/tokens.js';
+import { safeEqual, uuidV7 } from '../crypto/tokens.js';
 import type { AuditQuery, AuditRow, Store } from '../store/store.js';
 import { GENESIS_HASH } from '../store/schema.js';
 import { invalid } from './errors.js';
@@ -119,11 +118,12 @@ export class AuditLog {
   private chain(head: { seq: number; hash: string }, entries: Array<{ ctx: OpContext; input: AuditInput }>): AuditRow[] {
     let prev = head.hash;
     let seq = head.seq;
-    const ts = new Date().toISOString();
+    const at = Date.now();
+    const ts = new Date(at).toISOString();
     return entries.map(({ ctx, input: e }) => {
       seq += 1;
       const base = {
-        seq, id: randomUUID(), ts, actor: actorOf(ctx.principal), action: e.action, vault: e.vault ?? null, target: e.target ?? null,
+        seq, id: uuidV7(at), ts, actor: actorOf(ctx.principal), action: e.action, vault: e.vault ?? null, target: e.target ?? null,
         outcome: e.outcome ?? 'ok', ip: ctx.ip, request_id: ctx.requestId, details: JSON.stringify(e.details ?? {}), prev_hash: prev,
       };
       const hash = this.keyring.auditMac(canonical(base));
