@@ -27,7 +27,8 @@ export class WalSync {
   syncs = 0;
   private closed = false;
 
-  constructor(private readonly walPath: string, private readonly conn: BetterSqlite3.Database) {}
+  /** `checkpoints`: nudged after every fsync, closed first (checkpointer.ts) */
+  constructor(private readonly walPath: string, private readonly conn: BetterSqlite3.Database, private readonly checkpoints: { nudge(): void; close(): Promise<void> } | null = null) {}
 
   /** Resolves once every commit made before the call is on disk. */
   settle(): Promise<void> {
@@ -55,9 +56,11 @@ export class WalSync {
     if (!this.handle) this.handle = await open(this.walPath, 'r');
     await this.handle.datasync();
     this.syncs++;
+    this.checkpoints?.nudge();
   }
 
   async close(): Promise<void> {
+    await this.checkpoints?.close();
     await this.inflight?.catch(() => {});
     await this.next?.catch(() => {});
     this.closed = true;
