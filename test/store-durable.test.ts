@@ -3,8 +3,7 @@
  * with synchronous=NORMAL and every commit is followed by an fdatasync of the WAL, off the event
  * loop, BEFORE the caller goes on. These tests prove the fsync happens after each commit (in a
  * transaction and for a lone statement), that concurrent commits share fsyncs (group commit), that
- * reads never wait for one, and that the data survives the process being killed. WAL checkpoints
- * run in a worker thread (src/store/checkpointer.ts), never inside a commit.
+ * reads never wait for one, and that the data survives the process being killed.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -79,39 +78,6 @@ describe('SQLite durable commits', () => {
     const again = await openStore({ sqlitePath: path });
     try {
       expect(await again.getMeta('killed')).toBe('kept');
-    } finally {
-      await again.close();
-    }
-  });
-
-  it('commits do not checkpoint; the worker thread does, and what it copied survives kill -9 with the WAL gone', async () => {
-    const raw = (store as unknown as { raw: { writer: { pragma(s: string, o?: object): unknown } } }).raw.writer;
-    expect(raw.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
-    // ~3,000 pages of WAL: SQLite would have checkpointed in a commit at 1,000
-    for (let i = 0; i < 60; i++) await store.tx(async (t) => { for (let j = 0; j < 20; j++) await t.setMeta(`big-${i}-${j}`, 'x'.repeat(8000)); });
-    const st = await store.checkpointNow();
-    expect(st!.failures).toBe(0);
-    expect(st!.runs).toBeGreaterThan(0);
-    expect(st!.log).toBeGreaterThan(1000);
-    expect(st!.checkpointed).toBe(st!.log); // everything copied into the database file
-
-    // a process that commits, lets the worker checkpoint, and is killed: the database file alone holds the rows
-    const path = join(dir, 'checkpointed.db');
-    const script = `
-      const { openStore } = await import(${JSON.stringify(new URL('../dist/src/store/index.js', import.meta.url).href)});
-      const s = await openStore({ sqlitePath: ${JSON.stringify(path)} });
-      await s.migrate();
-      await s.tx((t) => t.setMeta('copied', 'yes'));
-      const st = await s.checkpointNow();
-      if (!(st.checkpointed > 0 && st.checkpointed === st.log)) process.exit(3);
-      process.kill(process.pid, 'SIGKILL');`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-    expect([r.signal, r.status, r.stderr]).toEqual(['SIGKILL', null, '']);
-    await rm(`${path}-wal`, { force: true });
-    await rm(`${path}-shm`, { force: true });
-    const again = await openStore({ sqlitePath: path });
-    try {
-      expect(await again.getMeta('copied')).toBe('yes');
     } finally {
       await again.close();
     }

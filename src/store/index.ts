@@ -9,7 +9,6 @@ import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import type { DB } from './schema.js';
 import { KyselyStore } from './kysely-store.js';
 import { ReadCache } from './read-cache.js';
-import { Checkpointer } from './checkpointer.js';
 import { preparedCache, SettleWrites, WalSync } from './sqlite-durable.js';
 
 export type { Store } from './store.js';
@@ -65,14 +64,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  // checkpoints run in a worker thread (checkpointer.ts), nudged after each durable commit
-  let warned = false;
-  const checkpointer = new Checkpointer(path, sqlite, (code) => {
-    if (warned) return;
-    warned = true;
-    process.stderr.write(`latchkey: background WAL checkpoint failed (${code ?? 'error'}); SQLite checkpoints on commit instead\n`);
-  });
-  const wal = new WalSync(`${path}-wal`, sqlite, checkpointer);
+  const wal = new WalSync(`${path}-wal`, sqlite);
   // the hot lookups' cache; `data_version` on the writer changes when another process commits
   const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
   const cache = new ReadCache(() => dataVersion.get() as number);
@@ -83,7 +75,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
   readConn.pragma('query_only = ON');
   const reader = new Kysely<DB>({ dialect: new SqliteDialect({ database: preparedCache(readConn) }) });
   return new KyselyStore('sqlite', path, db, db, false, reader, wal, {
-    reader: readConn, writer: sqlite, cache, checkpointer,
+    reader: readConn, writer: sqlite, cache,
     wrote: (kind) => {
       wal.dirty = true;
       cache.ran(kind);

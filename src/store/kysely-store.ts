@@ -13,7 +13,6 @@ import type {
 } from './store.js';
 import { UniqueViolation } from './store.js';
 import { classify, type ReadCache, type StatementKind } from './read-cache.js';
-import type { Checkpointer } from './checkpointer.js';
 
 type Exec = Kysely<DB> | Transaction<DB>;
 
@@ -78,8 +77,6 @@ export interface RawSqlite {
   writer: BetterSqlite3.Database;
   /** the hot lookups' cache (read-cache.ts) */
   cache: ReadCache;
-  /** WAL checkpoints in a worker thread (checkpointer.ts) */
-  checkpointer: Checkpointer;
   /** after a write on the writer: marks it dirty so the next commit is fsynced (sqlite-durable.ts), tells the cache */
   wrote(kind: StatementKind): void;
 }
@@ -179,14 +176,6 @@ export class KyselyStore implements Store {
     }
     const r = await (side === 'w' ? this.db : this.r).executeQuery<R>(CompiledQuery.raw(text, params as unknown[]));
     return out(r.rows[0]);
-  }
-
-  /** Runs a WAL checkpoint in the background worker now and waits for it (SQLite; tests). */
-  async checkpointNow(): Promise<{ runs: number; failures: number; log: number; checkpointed: number } | null> {
-    const c = this.raw?.checkpointer;
-    if (!c) return null;
-    await c.flush();
-    return { ...c.stats };
   }
 
   /** The read cache's counters (SQLite), or null (PostgreSQL has none): for tests and the bench. */

@@ -27,8 +27,7 @@ export class WalSync {
   syncs = 0;
   private closed = false;
 
-  /** `checkpoints`: nudged after every fsync, closed first (checkpointer.ts) */
-  constructor(private readonly walPath: string, private readonly conn: BetterSqlite3.Database, private readonly checkpoints: { nudge(): void; close(): Promise<void> } | null = null) {}
+  constructor(private readonly walPath: string, private readonly conn: BetterSqlite3.Database) {}
 
   /** Resolves once every commit made before the call is on disk. */
   settle(): Promise<void> {
@@ -56,11 +55,9 @@ export class WalSync {
     if (!this.handle) this.handle = await open(this.walPath, 'r');
     await this.handle.datasync();
     this.syncs++;
-    this.checkpoints?.nudge();
   }
 
   async close(): Promise<void> {
-    await this.checkpoints?.close();
     await this.inflight?.catch(() => {});
     await this.next?.catch(() => {});
     this.closed = true;
