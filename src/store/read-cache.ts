@@ -50,7 +50,8 @@ export class ReadCache {
   misses = 0;
   clears = 0;
 
-  constructor(private readonly dataVersion: () => number, private readonly max = 50_000) {
+  /** `max`: entries before the cache starts over (a secret row with its sealed value is about 1 KiB) */
+  constructor(private readonly dataVersion: () => number, private readonly max = 10_000) {
     this.foreign = dataVersion();
   }
 
