@@ -181,6 +181,21 @@ describe('keyring and envelope encryption', () => {
     expect(() => kr.openValue('vault-a', 'sec-1', 1, { ...a, wrapped_dek: b.wrapped_dek })).toThrow(CryptoError);
   });
 
+  it('a data key unwrapped once is reused only for the very same wrapped bytes and row; altered bytes still fail', () => {
+    const { kr } = freshKeyring();
+    const sealed = kr.sealValue('vault-a', 'sec-1', 1, Buffer.from(SENTINEL));
+    for (let i = 0; i < 3; i++) expect(kr.openValue('vault-a', 'sec-1', 1, sealed).toString()).toBe(SENTINEL);
+    const flip = (b: Buffer, at: number) => {
+      const c = Buffer.from(b);
+      c[at]! ^= 0x01;
+      return c;
+    };
+    expect(() => kr.openValue('vault-a', 'sec-1', 1, { ...sealed, wrapped_dek: flip(sealed.wrapped_dek, 20) })).toThrow(CryptoError);
+    expect(() => kr.openValue('vault-a', 'sec-1', 1, { ...sealed, ciphertext: flip(sealed.ciphertext, 20) })).toThrow(CryptoError);
+    kr.forgetDeks();
+    expect(kr.openValue('vault-a', 'sec-1', 1, sealed).toString()).toBe(SENTINEL);
+  });
+
   it('a ciphertext moved to another row (vault, secret or version) fails to open', () => {
     const { kr } = freshKeyring();
     const sealed = kr.sealValue('vault-a', 'sec-1', 3, Buffer.from(SENTINEL));

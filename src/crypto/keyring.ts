@@ -68,16 +68,26 @@ export interface SealedValue {
   ciphertext: Buffer;
 }
 
+const DEK_CACHE_MAX = 10_000;
+
 export class Keyring {
   private readonly keks = new Map<number, Buffer>();
   private current = 0;
   private auditKey: Buffer | null = null;
   private tokenKey: Buffer | null = null;
+  /**
+   * Unwrapped data keys, keyed by the wrapped bytes AND everything their AAD binds (KEK version,
+   * vault, secret, version): a hit is exactly an unwrap that already authenticated. It saves one of
+   * the two AES-GCM opens of a read; the value itself is decrypted every time. Bounded and zeroed
+   * when dropped. (Whoever can read this memory can read the KEKs too: it adds no exposure.)
+   */
+  private readonly deks = new Map<string, Buffer>();
 
   constructor(private readonly master: Buffer) {}
 
   /** Opens sealed key rows; throws CryptoError if any row does not open under this master key. */
   load(rows: SealedKeyRow[]): void {
+    this.forgetDeks();
     for (const r of rows) {
       const key = open(this.master, r.wrapped, keyAad(r.purpose, r.version));
       if (r.purpose === 'kek') {
@@ -127,12 +137,21 @@ export class Keyring {
   }
 
   openValue(vaultId: string, secretId: string, version: number, sealed: { kek_version: number; wrapped_dek: Uint8Array; ciphertext: Uint8Array }): Buffer {
-    const dek = open(this.kek(sealed.kek_version), sealed.wrapped_dek, dekAad(vaultId, secretId, version, sealed.kek_version));
-    try {
-      return open(dek, sealed.ciphertext, valueAad(vaultId, secretId, version));
-    } finally {
-      dek.fill(0);
+    const w = sealed.wrapped_dek;
+    const id = `${sealed.kek_version}|${vaultId}|${secretId}|${version}|${Buffer.from(w.buffer, w.byteOffset, w.length).toString('base64')}`;
+    let dek = this.deks.get(id);
+    if (!dek) {
+      dek = open(this.kek(sealed.kek_version), w, dekAad(vaultId, secretId, version, sealed.kek_version));
+      if (this.deks.size >= DEK_CACHE_MAX) this.forgetDeks();
+      this.deks.set(id, dek);
     }
+    return open(dek, sealed.ciphertext, valueAad(vaultId, secretId, version));
+  }
+
+  /** Zeroes and drops the cached data keys. */
+  forgetDeks(): void {
+    for (const d of this.deks.values()) d.fill(0);
+    this.deks.clear();
   }
 
   /**
