@@ -44,6 +44,8 @@ export interface ResolvedCredentials {
   values: Map<string, string>;
   /** secret name -> the vault that served it (the fallback chain may) */
   servedBy: Record<string, string>;
+  /** the identities of the sealed rows the values came from (vault|secret|version|KEK version), in key order */
+  rows: string[];
 }
 
 const e401 = (code: string, message: string) => new LatchkeyError(401, code, message);
@@ -201,6 +203,7 @@ export class ProxyAccess {
   async credentials(vault: VaultRow, service: ServiceConfig): Promise<ResolvedCredentials> {
     const values = new Map<string, string>();
     const servedBy: Record<string, string> = {};
+    const rows: string[] = [];
     const now = Date.now();
     for (const key of credentialKeys(service.auth)) {
       // the vault's own secret by the one-query hot path; the fallback chain only when it is absent
@@ -223,8 +226,9 @@ export class ProxyAccess {
       }
       values.set(key, hit.value);
       servedBy[key] = found.vault.name;
+      rows.push(id);
     }
-    return { values, servedBy };
+    return { values, servedBy, rows };
   }
 
   private remember(id: string, entry: { value: string; until: number }, now: number): void {

@@ -210,6 +210,25 @@ export class ProxyPipeline {
     return m;
   }
 
+  private redactors = new WeakMap<ServiceConfig, Map<string, Redactor>>();
+
+  /**
+   * The redactor for a service's credentials, built once per (service config, sealed credential
+   * rows): its needles (each value and its encodings) depend on nothing else, and it keeps no
+   * per-request state (each response gets its own stream()).
+   */
+  private redactorFor(service: ServiceConfig, rows: string[], build: () => Redactor): Redactor {
+    let m = this.redactors.get(service);
+    if (!m) this.redactors.set(service, (m = new Map()));
+    const k = rows.join('\n');
+    let r = m.get(k);
+    if (!r) {
+      if (m.size >= 64) m.clear();
+      m.set(k, (r = build()));
+    }
+    return r;
+  }
+
   private ctx(principal: Principal, ip: string, requestId: string): OpContext {
     return { principal, ip: ip || null, requestId };
   }
@@ -400,7 +419,7 @@ export class ProxyPipeline {
       const m = /^Basic\s+(\S+)$/i.exec(v);
       return m ? [m[1]!, m[1]!.replace(/=+$/, '')] : [];
     });
-    const redactor = new Redactor(needlesFor(creds.values.values(), extra));
+    const redactor = this.redactorFor(service, creds.rows, () => new Redactor(needlesFor(creds.values.values(), extra)));
     return { caller, service, scheme, host, port, path: withQuery(t.path, injection.query), injection, redactor, credentials: facts.credentials, servedBy: creds.servedBy };
   }
 
