@@ -118,6 +118,14 @@ describeBackends('read cache', (ctx) => {
     expect(await s.getVaultSecretValueRow(vault.name, 'FOREIGN')).toBeNull();
   });
 
+  it('lookups whose parameters would run together stay apart (no aliasing through a separator)', async () => {
+    const s = await ctx.openStore();
+    const vault = await vaultWithSecret(s, 'Y\u0001Z');
+    // first a lookup that would share a key with the next one if parameters were joined with \u0001
+    expect(await s.getVaultSecretValueRow(`${vault.name}\u0001Y`, 'Z')).toBeNull();
+    expect((await s.getVaultSecretValueRow(vault.name, 'Y\u0001Z'))?.secret.name).toBe('Y\u0001Z');
+  });
+
   it('what one caller gets cannot be changed for the next', async () => {
     const s = await ctx.openStore();
     const vault = await vaultWithSecret(s, 'SHARED');

@@ -158,7 +158,8 @@ export class KyselyStore implements Store {
     const out = (row: R | undefined): T | undefined => (row === undefined ? undefined : shape ? shape(row) : (row as unknown as T));
     if (raw) {
       if (side === 'r' && !this.inTx && CACHED.has(key)) {
-        const ck = `${key}\u0001${params.join('\u0001')}`;
+        // JSON: unambiguous whatever the parameters hold (a name with a separator in it cannot alias another)
+        const ck = key + JSON.stringify(params);
         const hit = raw.cache.get(ck);
         if (hit) return hit.value as T | undefined;
         // shaped once (rows from the driver are slow to copy) and frozen: every caller gets this same object
