@@ -540,7 +540,7 @@ export class ProxyPipeline {
       // a streamed body (no length: SSE, chunked) shows its headers at once, even if its first bytes
       // are long in coming; when they are already here (an SSE event usually arrives with its
       // headers) the headers go out with them, in one write. A sized body sends them with its first bytes.
-      if (out['content-length'] === undefined) setImmediate(() => res.flushHeaders());
+      if (out['content-length'] === undefined) setImmediate(() => !res.writableEnded && !res.destroyed && res.flushHeaders());
       await pump(body, stages, res);
     } catch (err) {
       errorCode = aborted || res.destroyed ? 'client_closed' : 'upstream_aborted';
