@@ -27,7 +27,6 @@ export function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(ab, bb);
 }
 
-/** A short random id for rows (not a secret). */
 /**
  * A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Audit event ids are
  * these: they sort by time, so each insert lands at the end of the id index instead of on a random
@@ -56,6 +55,7 @@ function randomInto(out: Buffer, offset: number, n: number): void {
   poolAt += n;
 }
 
+/** A short random id for rows (not a secret). */
 export function newId(): string {
   // hex, not base64url: an id never starts with '-' (a CLI would read `grant approve -x…` as an option)
   return randomBytes(12).toString('hex');
