@@ -14,8 +14,8 @@
  *   about as much as the lookup it guards), so another process's commit is seen within 1 ms.
  * So a revocation, a deleted secret or a changed grant is seen by the very next request, as
  * without the cache. Only reads outside transactions are cached; entries hold what the database
- * holds (sealed values and token hashes, never a plaintext); expiry times are compared by the
- * callers per request, or bound the entry (`until`). PostgreSQL has no cache: its replicas write
+ * holds (sealed values and token hashes, never a plaintext); expiry times in them are compared
+ * by the callers on every request. PostgreSQL has no cache: its replicas write
  * the same rows, and their commits are not visible to a per-process cache.
  */
 export type StatementKind = 'read' | 'begin' | 'end' | 'log' | 'change';
@@ -32,16 +32,10 @@ export function classify(sql: string): StatementKind {
   return 'change';
 }
 
-interface Entry {
-  value: unknown;
-  /** epoch ms from which the entry must not be used (an expiry in the row), or null */
-  until: number | null;
-}
-
 const FOREIGN_CHECK_MS = 1;
 
 export class ReadCache {
-  private entries = new Map<string, Entry>();
+  private entries = new Map<string, { value: unknown }>();
   private changedInTx = false;
   private foreign: number;
   private checkedAt = performance.now();
@@ -80,7 +74,7 @@ export class ReadCache {
       }
     }
     const e = this.entries.get(key);
-    if (!e || (e.until !== null && e.until <= Date.now())) {
+    if (!e) {
       this.misses++;
       return undefined;
     }
@@ -88,9 +82,9 @@ export class ReadCache {
     return e;
   }
 
-  set(key: string, value: unknown, until: number | null = null): void {
+  set(key: string, value: unknown): void {
     if (this.entries.size >= this.max) this.entries.clear();
-    this.entries.set(key, { value, until });
+    this.entries.set(key, { value });
   }
 
   clear(): void {
