@@ -100,18 +100,13 @@ export class AuditLog {
     return this.appendEntries(s, inputs.map((input) => ({ ctx, input })));
   }
 
-  /** Appends events of several requests inside the caller's transaction, under the head lock. */
+  /**
+   * Appends events (of one operation, or of several requests: group commit) under the head lock:
+   * inside `s`'s transaction when it is one, else in a transaction of their own.
+   */
   async appendEntries(s: Store, entries: Array<{ ctx: OpContext; input: AuditInput }>): Promise<AuditRow[]> {
     if (entries.length === 0) return [];
-    const rows = this.chain(await s.lockAuditHead(), entries);
-    await s.insertAuditEvents(rows);
-    await s.setAuditHead(rows.at(-1)!.seq, rows.at(-1)!.hash);
-    return rows;
-  }
-
-  /** Appends events of several requests (group commit) in a transaction of their own. */
-  appendBatch(store: Store, entries: Array<{ ctx: OpContext; input: AuditInput }>): Promise<AuditRow[]> {
-    return store.appendAudit((head) => this.chain(head, entries));
+    return s.appendAudit((head) => this.chain(head, entries));
   }
 
   /** The rows that extend the chain from `head`: sequence numbers, links and MACs. */

@@ -94,7 +94,7 @@ export class Core {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 1000);
       try {
-        const rows = await this.audit.appendBatch(this.store, batch);
+        const rows = await this.audit.appendEntries(this.store, batch);
         for (const b of batch) b.resolve();
         this.audit.emit(rows);
       } catch (err) {

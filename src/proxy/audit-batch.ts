@@ -76,7 +76,7 @@ export class AuditBatch {
     while (this.queue.length) {
       const batch = this.queue.slice(0, this.maxBatch);
       try {
-        const rows = await this.core.audit.appendBatch(this.core.store, batch);
+        const rows = await this.core.audit.appendEntries(this.core.store, batch);
         this.queue.splice(0, batch.length);
         this.written += batch.length;
         this.failing = false;

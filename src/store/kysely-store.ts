@@ -435,26 +435,27 @@ export class KyselyStore implements Store {
   }
 
   async insertAuditEvents(rows: AuditRow[]): Promise<void> {
-    if (this.raw && this.inTx && rows.length) {
-      // one prepared single-row insert, run per row inside the open transaction
-      const first = rows[0]!;
-      const cols = Object.keys(first) as Array<keyof AuditRow>;
-      const text = hotSql(this.backend, `insertAudit:${cols.join(',')}`, cols.map((c) => first[c]), () => this.db.insertInto('audit_events').values(first));
-      const st = statement(this.raw.writer, text);
-      for (const r of rows) st.run(...cols.map((c) => r[c]));
-      this.raw.wrote(kindOf(text));
-      return;
-    }
+    if (this.raw && this.inTx && rows.length) return this.insertAuditRaw(this.raw, rows);
     // SQLite limits bound parameters per statement; 13 columns x 500 rows stays well inside it.
     for (let i = 0; i < rows.length; i += 500) {
       await this.db.insertInto('audit_events').values(rows.slice(i, i + 500)).execute();
     }
   }
 
+  /** SQLite, inside an open transaction on the writer: one prepared single-row insert, run per row. */
+  private insertAuditRaw(raw: RawSqlite, rows: AuditRow[]): void {
+    const first = rows[0]!;
+    const cols = Object.keys(first) as Array<keyof AuditRow>;
+    const text = hotSql(this.backend, `insertAudit:${cols.join(',')}`, cols.map((c) => first[c]), () => this.db.insertInto('audit_events').values(first));
+    const st = statement(raw.writer, text);
+    for (const r of rows) st.run(...cols.map((c) => r[c]));
+    raw.wrote(kindOf(text));
+  }
+
   async appendAudit(make: (head: AuditHead) => AuditRow[]): Promise<AuditRow[]> {
     const raw = this.raw;
     if (!raw || this.inTx || raw.writer.inTransaction) {
-      // PostgreSQL, or a transaction open on the writer (Kysely's, across awaits): the usual way
+      // PostgreSQL, the caller's transaction, or one open on the writer (Kysely's, across awaits)
       return this.tx(async (s) => {
         const rows = make(await s.lockAuditHead());
         if (rows.length) {
@@ -467,21 +468,17 @@ export class KyselyStore implements Store {
     // the group commit of reads, vends and proxied requests: one synchronous transaction, no
     // awaits inside, so nothing else can use the connection meanwhile
     const w = raw.writer;
-    const lock = statement(w, hotSql(this.backend, 'lockAuditHead', [1], () => this.db.selectFrom('audit_head').selectAll().where('id', '=', 1)));
+    const sqlOf = (key: string, params: unknown[], build: () => Compilable<unknown>) => statement(w, hotSql(this.backend, key, params, build));
     const rows = w.transaction(() => {
-      const head = lock.get(1) as AuditHead | undefined;
+      const head = sqlOf('lockAuditHead', [1], () => this.db.selectFrom('audit_head').selectAll().where('id', '=', 1)).get(1) as AuditHead | undefined;
       if (!head) throw new Error('the audit chain head row is missing');
       const out = make(head);
       if (!out.length) return out;
-      const first = out[0]!;
-      const cols = Object.keys(first) as Array<keyof AuditRow>;
-      const insert = statement(w, hotSql(this.backend, `insertAudit:${cols.join(',')}`, cols.map((c) => first[c]), () => this.db.insertInto('audit_events').values(first)));
-      for (const r of out) insert.run(...cols.map((c) => r[c]));
-      const last = out.at(-1)!;
-      statement(w, hotSql(this.backend, 'setAuditHead', [last.seq, last.hash, 1], () => this.db.updateTable('audit_head').set({ seq: last.seq, hash: last.hash }).where('id', '=', 1))).run(last.seq, last.hash, 1);
+      this.insertAuditRaw(raw, out);
+      const { seq, hash } = out.at(-1)!;
+      sqlOf('setAuditHead', [seq, hash, 1], () => this.db.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1)).run(seq, hash, 1);
       return out;
     }).immediate();
-    if (rows.length) raw.wrote('log');
     await this.durable?.settle();
     return rows;
   }

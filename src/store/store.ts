@@ -119,9 +119,9 @@ export interface Store {
   insertAuditEvents(rows: AuditRow[]): Promise<void>;
   setAuditHead(seq: number, hash: string): Promise<void>;
   /**
-   * A transaction of its own that appends audit events and nothing else: locks the chain head,
-   * lets `make` build the rows from it (synchronously), inserts them and moves the head. On SQLite
-   * this runs as one synchronous transaction on the writer when no other transaction is open there.
+   * Appends audit events: locks the chain head, lets `make` build the rows from it (synchronously),
+   * inserts them and moves the head — in this store's transaction if it is one, else in one of its
+   * own (on SQLite then one synchronous transaction on the writer when no other is open there).
    */
   appendAudit(make: (head: AuditHead) => AuditRow[]): Promise<AuditRow[]>;
   queryAudit(q: AuditQuery): Promise<AuditRow[]>;
