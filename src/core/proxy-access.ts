@@ -21,9 +21,6 @@ import type { Principal } from './principal.js';
 import { serviceFromRow } from './services.js';
 
 export const SERVICE_TTL_MS = 1000;
-/** How long a decrypted credential is kept for injection (see ProxyAccess.credentials). */
-export const CREDENTIAL_TTL_MS = 30_000;
-const CREDENTIAL_MAX = 1000;
 const QUOTA_WINDOW_MS = 60_000;
 
 export type AgentPrincipal = Extract<Principal, { kind: 'agent' }>;
@@ -188,23 +185,16 @@ export class ProxyAccess {
     }
   }
 
-  private plain = new Map<string, { value: string; until: number }>();
-  private swept = 0;
-
   /**
-   * The values of the credentials a service injects, through the vault's fallback chain; 502 naming a missing one.
-   *
-   * The rows are looked up on every request (a deleted or changed secret shows at once); the
-   * decrypted value is kept for CREDENTIAL_TTL_MS under the identity of the sealed row it came from
-   * (vault, secret, version, KEK version), so a new version, a re-created secret or a moved KEK is
-   * decrypted afresh. Decrypting was a tenth of the proxy's CPU per request; the value is about to
-   * be written into the upstream request anyway. Reads and vending through the API always decrypt.
+   * The values of the credentials a service injects, through the vault's fallback chain; 502 naming
+   * a missing one. Rows are looked up and values decrypted on every request (a deleted or changed
+   * secret shows at once); `rows` names the sealed rows they came from, for whatever is derived
+   * from the values (the proxy's redactor).
    */
   async credentials(vault: VaultRow, service: ServiceConfig): Promise<ResolvedCredentials> {
     const values = new Map<string, string>();
     const servedBy: Record<string, string> = {};
     const rows: string[] = [];
-    const now = Date.now();
     for (const key of credentialKeys(service.auth)) {
       // the vault's own secret by the one-query hot path; the fallback chain only when it is absent
       const direct = await this.core.store.getVaultSecretValueRow(vault.name, key);
@@ -213,30 +203,15 @@ export class ProxyAccess {
         throw new LatchkeyError(502, 'credential_not_found', `credential '${key}' of service ${service.name} is not in vault ${vault.name} or its fallback chain; a person stores it (latchkey secret set ${key}=... --vault ${vault.name})`);
       }
       const v = found.row.version;
-      const id = `${found.vault.id}|${found.row.secret.id}|${v.version}|${v.kek_version}`;
-      let hit = this.plain.get(id);
-      if (!hit || hit.until <= now) {
-        const plain = await this.core.secrets.open(found.vault.id, v);
-        try {
-          hit = { value: plain.toString('utf8'), until: now + CREDENTIAL_TTL_MS };
-        } finally {
-          plain.fill(0);
-        }
-        this.remember(id, hit, now);
+      const plain = await this.core.secrets.open(found.vault.id, v);
+      try {
+        values.set(key, plain.toString('utf8'));
+      } finally {
+        plain.fill(0);
       }
-      values.set(key, hit.value);
       servedBy[key] = found.vault.name;
-      rows.push(id);
+      rows.push(`${found.vault.id}|${found.row.secret.id}|${v.version}|${v.kek_version}`);
     }
     return { values, servedBy, rows };
-  }
-
-  private remember(id: string, entry: { value: string; until: number }, now: number): void {
-    if (now - this.swept > CREDENTIAL_TTL_MS) {
-      this.swept = now;
-      for (const [k, e] of this.plain) if (e.until <= now) this.plain.delete(k);
-    }
-    if (this.plain.size >= CREDENTIAL_MAX) this.plain.clear();
-    this.plain.set(id, entry);
   }
 }

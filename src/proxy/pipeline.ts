@@ -132,6 +132,8 @@ interface AuditFacts {
 }
 
 const EMPTY_REDACTOR = new Redactor([]);
+/** How long a service's redactor (which holds its credentials' encodings) is reused. */
+const REDACTOR_TTL_MS = 30_000;
 
 function hostForUrl(h: string): string {
   return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
@@ -210,23 +212,26 @@ export class ProxyPipeline {
     return m;
   }
 
-  private redactors = new WeakMap<ServiceConfig, Map<string, Redactor>>();
+  private redactors = new WeakMap<ServiceConfig, Map<string, { redactor: Redactor; until: number }>>();
 
   /**
-   * The redactor for a service's credentials, built once per (service config, sealed credential
-   * rows): its needles (each value and its encodings) depend on nothing else, and it keeps no
-   * per-request state (each response gets its own stream()).
+   * The redactor for a service's credentials, kept REDACTOR_TTL_MS per (service config, sealed
+   * credential rows): its needles (each value and its encodings) depend on nothing else, and it
+   * keeps no per-request state (each response gets its own stream()). It holds the values' forms,
+   * so it is not kept longer than that.
    */
   private redactorFor(service: ServiceConfig, rows: string[], build: () => Redactor): Redactor {
     let m = this.redactors.get(service);
     if (!m) this.redactors.set(service, (m = new Map()));
     const k = rows.join('\n');
-    let r = m.get(k);
-    if (!r) {
+    const now = Date.now();
+    let e = m.get(k);
+    if (!e || e.until <= now) {
+      for (const [key, x] of m) if (x.until <= now) m.delete(key);
       if (m.size >= 64) m.clear();
-      m.set(k, (r = build()));
+      m.set(k, (e = { redactor: build(), until: now + REDACTOR_TTL_MS }));
     }
-    return r;
+    return e.redactor;
   }
 
   private ctx(principal: Principal, ip: string, requestId: string): OpContext {
