@@ -264,6 +264,25 @@ describeBackends('proxy base-URL mode', (ctx) => {
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     const bad = await server.app.inject({ method: 'GET', url: '/proxy/default' });
     expect([bad.statusCode, bad.headers['x-latchkey-error']]).toEqual([404, 'proxy_path']);
+    expect(bad.headers['x-frame-options']).toBe('DENY');
+  });
+
+  it('the proxy\'s own refusals carry the security headers too (bad path, no token, unknown service)', async () => {
+    for (const [path, headers, status, code] of [
+      ['/proxy/default', {}, 404, 'proxy_path'],
+      ['/proxy/default/openai/v1/echo', {}, 401, 'token_required'],
+      ['/proxy/default/no-such-service/v1/echo', { authorization: `Bearer ${agentToken}` }, 404, 'service_not_found'],
+    ] as const) {
+      const res = await raw(server.url, 'GET', path, headers);
+      await readAll(res);
+      expect([res.statusCode, res.headers['x-latchkey-error']], path).toEqual([status, code]);
+      expect(res.headers['content-type'], path).toBe('application/problem+json');
+      expect(res.headers['x-content-type-options'], path).toBe('nosniff');
+      expect(res.headers['x-frame-options'], path).toBe('DENY');
+      expect(res.headers['referrer-policy'], path).toBe('no-referrer');
+      expect(res.headers['content-security-policy'], path).toContain("frame-ancestors 'none'");
+      expect(res.headers['permissions-policy'], path).toContain('camera=()');
+    }
   });
 
   it('query-parameter auth replaces the client\'s parameter; wildcard services take the host from X-Latchkey-Host', async () => {

@@ -36,13 +36,13 @@ export interface FreshService {
   grantId: string | null;
 }
 
-export interface ResolvedCredentials {
-  /** secret name -> value */
-  values: Map<string, string>;
+/** The sealed rows of a service's credentials, found through the vault's fallback chain (nothing decrypted). */
+export interface LocatedCredentials {
   /** secret name -> the vault that served it (the fallback chain may) */
   servedBy: Record<string, string>;
-  /** the identities of the sealed rows the values came from (vault|secret|version|KEK version), in key order */
+  /** the identities of the sealed rows (vault|secret|version|KEK version), in key order: what the values depend on */
   rows: string[];
+  sealed: Array<{ key: string; vaultId: string; version: Parameters<Core['secrets']['open']>[1] }>;
 }
 
 const e401 = (code: string, message: string) => new LatchkeyError(401, code, message);
@@ -186,15 +186,14 @@ export class ProxyAccess {
   }
 
   /**
-   * The values of the credentials a service injects, through the vault's fallback chain; 502 naming
-   * a missing one. Rows are looked up and values decrypted on every request (a deleted or changed
-   * secret shows at once); `rows` names the sealed rows they came from, for whatever is derived
-   * from the values (the proxy's redactor).
+   * The sealed rows of the credentials a service injects, through the vault's fallback chain; 502
+   * naming a missing one. Looked up on every request, so a deleted or changed secret shows at once;
+   * `rows` identifies exactly the sealed versions the values would come from.
    */
-  async credentials(vault: VaultRow, service: ServiceConfig): Promise<ResolvedCredentials> {
-    const values = new Map<string, string>();
+  async locateCredentials(vault: VaultRow, service: ServiceConfig): Promise<LocatedCredentials> {
     const servedBy: Record<string, string> = {};
     const rows: string[] = [];
+    const sealed: LocatedCredentials['sealed'] = [];
     for (const key of credentialKeys(service.auth)) {
       // the vault's own secret by the one-query hot path; the fallback chain only when it is absent
       const direct = await this.core.store.getVaultSecretValueRow(vault.name, key);
@@ -203,15 +202,24 @@ export class ProxyAccess {
         throw new LatchkeyError(502, 'credential_not_found', `credential '${key}' of service ${service.name} is not in vault ${vault.name} or its fallback chain; a person stores it (latchkey secret set ${key}=... --vault ${vault.name})`);
       }
       const v = found.row.version;
-      const plain = await this.core.secrets.open(found.vault.id, v);
+      servedBy[key] = found.vault.name;
+      rows.push(`${found.vault.id}|${found.row.secret.id}|${v.version}|${v.kek_version}`);
+      sealed.push({ key, vaultId: found.vault.id, version: v });
+    }
+    return { servedBy, rows, sealed };
+  }
+
+  /** Decrypts located credentials: secret name -> value. */
+  async openCredentials(located: LocatedCredentials): Promise<Map<string, string>> {
+    const values = new Map<string, string>();
+    for (const { key, vaultId, version } of located.sealed) {
+      const plain = await this.core.secrets.open(vaultId, version);
       try {
         values.set(key, plain.toString('utf8'));
       } finally {
         plain.fill(0);
       }
-      servedBy[key] = found.vault.name;
-      rows.push(`${found.vault.id}|${found.row.secret.id}|${v.version}|${v.kek_version}`);
     }
-    return { values, servedBy, rows };
+    return values;
   }
 }

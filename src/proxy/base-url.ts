@@ -39,13 +39,13 @@ export function parseBaseUrl(url: string): { vault: string; service: string; pat
   return { vault, service, path };
 }
 
-function target(req: IncomingMessage, ip: string): ProxyTarget | null {
+function target(req: IncomingMessage, ip: string, responseHeaders?: Readonly<Record<string, string>>): ProxyTarget | null {
   const parts = parseBaseUrl(req.url ?? '');
   if (!parts) return null;
   const h = req.headers['x-latchkey-host'];
   return {
     mode: 'base', token: agentTokenFrom(req.headers), vault: parts.vault, service: parts.service, scheme: 'https',
-    host: typeof h === 'string' ? h.trim() : '', port: 443, path: parts.path, clientIp: ip,
+    host: typeof h === 'string' ? h.trim() : '', port: 443, path: parts.path, clientIp: ip, responseHeaders,
   };
 }
 
@@ -56,12 +56,12 @@ const BAD_PATH = new ProxyError(404, 'proxy_path', 'a base-URL proxy path is /pr
  * security headers, set on every response it gives, proxied ones included.
  */
 export function baseUrlHandler(pipeline: ProxyPipeline, headers: ReadonlyArray<readonly [string, string]>) {
+  const responseHeaders = Object.freeze(Object.fromEntries(headers.map(([k, v]) => [k.toLowerCase(), v])));
   return (req: IncomingMessage, res: ServerResponse, ip = req.socket.remoteAddress ?? ''): Promise<void> => {
-    for (const [name, value] of headers) res.setHeader(name, value);
-    const t = target(req, ip);
+    const t = target(req, ip, responseHeaders);
     if (!t) {
       req.resume();
-      pipeline.respondError(res, BAD_PATH, 'base');
+      pipeline.respondError(res, BAD_PATH, 'base', responseHeaders);
       return Promise.resolve();
     }
     return pipeline.handle(t, req, res);

@@ -25,7 +25,7 @@ import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
 import { applyAuth, credentialKeys, hostMatches, matchService, parseHostMatcher, type HostMatcher, type Injection, type ServiceConfig } from '../core/matching.js';
 import type { OpContext, Principal } from '../core/principal.js';
-import { howToPropose, howToRequestUse, PROXY_TOKEN_HINT, ProxyAccess, type ProxyCaller } from '../core/proxy-access.js';
+import { howToPropose, howToRequestUse, PROXY_TOKEN_HINT, ProxyAccess, type LocatedCredentials, type ProxyCaller } from '../core/proxy-access.js';
 import { AuditBatch } from './audit-batch.js';
 import { egressErrorOf, EgressDeniedError, EgressGuard, guardedConnector, type Resolver } from './egress.js';
 import { clientResponseHeaders, pathForAudit, upstreamRequestHeaders, withQuery } from './headers.js';
@@ -49,6 +49,12 @@ export interface ProxyTarget {
   /** path + query as sent upstream */
   path: string;
   clientIp: string;
+  /**
+   * Headers every response to this request carries (lower-case names), under the upstream's own:
+   * the control plane's security headers in base-URL mode. Given with the response head rather
+   * than set on the response beforehand, so Node writes the head in one pass.
+   */
+  responseHeaders?: Readonly<Record<string, string>>;
 }
 
 export interface PinoLike {
@@ -132,8 +138,8 @@ interface AuditFacts {
 }
 
 const EMPTY_REDACTOR = new Redactor([]);
-/** How long a service's redactor (which holds its credentials' encodings) is reused. */
-const REDACTOR_TTL_MS = 30_000;
+/** How long what a service's credentials become on the wire (injection, redactor) is reused. */
+const CREDENTIAL_TTL_MS = 30_000;
 
 function hostForUrl(h: string): string {
   return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
@@ -212,26 +218,36 @@ export class ProxyPipeline {
     return m;
   }
 
-  private redactors = new WeakMap<ServiceConfig, Map<string, { redactor: Redactor; until: number }>>();
+  private derived = new WeakMap<ServiceConfig, Map<string, { injection: Injection; redactor: Redactor; until: number }>>();
 
   /**
-   * The redactor for a service's credentials, kept REDACTOR_TTL_MS per (service config, sealed
-   * credential rows): its needles (each value and its encodings) depend on nothing else, and it
-   * keeps no per-request state (each response gets its own stream()). It holds the values' forms,
-   * so it is not kept longer than that.
+   * What a service's credentials become on the wire: the injected headers and query parameters,
+   * and the redactor for the response (each value and its encodings). Derived once per (service
+   * config, sealed credential rows) and reused for at most CREDENTIAL_TTL_MS: the rows are looked
+   * up on every request, and a new version, a re-created or deleted secret, a moved KEK or a
+   * changed service is a different key, so nothing stale is ever injected. The values are
+   * decrypted only when an entry is made; an entry holds their forms, so none is kept longer.
    */
-  private redactorFor(service: ServiceConfig, rows: string[], build: () => Redactor): Redactor {
-    let m = this.redactors.get(service);
-    if (!m) this.redactors.set(service, (m = new Map()));
-    const k = rows.join('\n');
+  private async wireFor(service: ServiceConfig, located: LocatedCredentials): Promise<{ injection: Injection; redactor: Redactor }> {
+    let m = this.derived.get(service);
+    if (!m) this.derived.set(service, (m = new Map()));
+    const k = located.rows.join('\n');
+    const hit = m.get(k);
+    if (hit && hit.until > Date.now()) return hit;
+    const values = await this.access.openCredentials(located);
+    const injection = applyAuth(service.auth, values);
+    Object.freeze(injection.headers);
+    Object.freeze(injection.query);
+    const extra = Object.values(injection.headers).flatMap((v) => {
+      const b = /^Basic\s+(\S+)$/i.exec(v);
+      return b ? [b[1]!, b[1]!.replace(/=+$/, '')] : [];
+    });
     const now = Date.now();
-    let e = m.get(k);
-    if (!e || e.until <= now) {
-      for (const [key, x] of m) if (x.until <= now) m.delete(key);
-      if (m.size >= 64) m.clear();
-      m.set(k, (e = { redactor: build(), until: now + REDACTOR_TTL_MS }));
-    }
-    return e.redactor;
+    const e = { injection, redactor: new Redactor(needlesFor(values.values(), extra)), until: now + CREDENTIAL_TTL_MS };
+    for (const [key, x] of m) if (x.until <= now) m.delete(key);
+    if (m.size >= 64) m.clear();
+    m.set(k, e);
+    return e;
   }
 
   private ctx(principal: Principal, ip: string, requestId: string): OpContext {
@@ -417,15 +433,10 @@ export class ProxyPipeline {
     await this.access.requireUseGrant(caller, service, grantId);
     await this.access.chargeQuota(caller, service);
     facts.credentials = credentialKeys(service.auth);
-    const creds = await this.access.credentials(caller.vault, service);
-    facts.servedBy = creds.servedBy;
-    const injection = applyAuth(service.auth, creds.values);
-    const extra = Object.values(injection.headers).flatMap((v) => {
-      const m = /^Basic\s+(\S+)$/i.exec(v);
-      return m ? [m[1]!, m[1]!.replace(/=+$/, '')] : [];
-    });
-    const redactor = this.redactorFor(service, creds.rows, () => new Redactor(needlesFor(creds.values.values(), extra)));
-    return { caller, service, scheme, host, port, path: withQuery(t.path, injection.query), injection, redactor, credentials: facts.credentials, servedBy: creds.servedBy };
+    const located = await this.access.locateCredentials(caller.vault, service);
+    facts.servedBy = located.servedBy;
+    const { injection, redactor } = await this.wireFor(service, located);
+    return { caller, service, scheme, host, port, path: withQuery(t.path, injection.query), injection, redactor, credentials: facts.credentials, servedBy: located.servedBy };
   }
 
   /**
@@ -442,7 +453,7 @@ export class ProxyPipeline {
       p = await this.prepare(t, method, facts);
     } catch (err) {
       const pe = this.refusal(err, t.mode);
-      this.sendError(res, pe, requestId, t.mode);
+      this.sendError(res, pe, requestId, t.responseHeaders);
       if (pe.code !== 'audit_unavailable' && pe.code !== 'proxy_closing' && (t.token || (pe.status !== 401 && pe.status !== 407))) {
         this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
       }
@@ -512,7 +523,7 @@ export class ProxyPipeline {
       }
       const pe = this.upstreamError(err, p.host);
       if (pe.code !== 'egress_denied') this.log.warn({ code: pe.code, host: p.host }, 'proxy upstream failed');
-      this.sendError(res, pe, requestId, t.mode);
+      this.sendError(res, pe, requestId, t.responseHeaders);
       req.resume();
       this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
       return;
@@ -531,7 +542,7 @@ export class ProxyPipeline {
         body.destroy();
         res.off('close', onClose);
         const pe = new ProxyError(502, 'upstream_encoding', `the upstream answered with content-encoding ${encoding.slice(0, 40)}, which the proxy cannot redact`);
-        this.sendError(res, pe, requestId, t.mode);
+        this.sendError(res, pe, requestId, t.responseHeaders);
         this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
         return;
       }
@@ -541,7 +552,7 @@ export class ProxyPipeline {
     if (!p.redactor.empty) stages.push(p.redactor.stream());
     try {
       const out = clientResponseHeaders(up.headers as Record<string, string | string[] | undefined>, p.redactor, drop);
-      res.writeHead(status, out);
+      res.writeHead(status, t.responseHeaders ? { ...t.responseHeaders, ...out } : out);
       // a streamed body (no length: SSE, chunked) shows its headers at once, even if its first bytes
       // are long in coming; when they are already here (an SSE event usually arrives with its
       // headers) the headers go out with them, in one write. A sized body sends them with its first bytes.
@@ -587,30 +598,30 @@ export class ProxyPipeline {
     });
   }
 
-  private errorHeaders(pe: ProxyError, requestId: string, mode: 'base' | 'forward', length: number): Record<string, string> {
+  private errorHeaders(pe: ProxyError, requestId: string, length: number, extra?: Readonly<Record<string, string>>): Record<string, string> {
     const h: Record<string, string> = {
+      ...extra,
       'content-type': 'application/problem+json', 'content-length': String(length), 'x-latchkey-error': pe.code, 'x-request-id': requestId, 'cache-control': 'no-store',
       ...(pe.headers ?? {}),
     };
     if (pe.status === 401) h['www-authenticate'] = 'Bearer realm="latchkey"';
     if (pe.status === 407) h['proxy-authenticate'] = 'Basic realm="latchkey"';
-    void mode;
     return h;
   }
 
-  private sendError(res: ServerResponse, pe: ProxyError, requestId: string, mode: 'base' | 'forward'): void {
+  private sendError(res: ServerResponse, pe: ProxyError, requestId: string, extra?: Readonly<Record<string, string>>): void {
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
     const body = this.problemBody(pe, requestId);
-    res.writeHead(pe.status, this.errorHeaders(pe, requestId, mode, Buffer.byteLength(body)));
+    res.writeHead(pe.status, this.errorHeaders(pe, requestId, Buffer.byteLength(body), extra));
     res.end(body);
   }
 
   /** Renders an error (ProxyError, LatchkeyError, anything) as the proxy's error response. */
-  respondError(res: ServerResponse, err: unknown, mode: 'base' | 'forward' = 'forward'): void {
-    this.sendError(res, this.refusal(err, mode), randomUUID(), mode);
+  respondError(res: ServerResponse, err: unknown, mode: 'base' | 'forward' = 'forward', extra?: Readonly<Record<string, string>>): void {
+    this.sendError(res, this.refusal(err, mode), randomUUID(), extra);
   }
 
   /** Renders a ProxyError onto a raw socket (upgrade requests, and for the forward proxy's CONNECT). */
@@ -618,7 +629,7 @@ export class ProxyPipeline {
     const pe = this.refusal(err, mode);
     const requestId = randomUUID();
     const body = this.problemBody(pe, requestId);
-    const h = this.errorHeaders(pe, requestId, mode, Buffer.byteLength(body));
+    const h = this.errorHeaders(pe, requestId, Buffer.byteLength(body));
     const head = `HTTP/1.1 ${pe.status} ${STATUS_CODES[pe.status] ?? 'Error'}\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}connection: close\r\n\r\n`;
     if (!socket.destroyed) socket.end(head + body);
   }

@@ -223,12 +223,14 @@ export function securityPlugin(opts: SecurityOptions) {
     const limits = Object.fromEntries(RATE_TIERS.map((t) => [t, opts.rateLimits?.[t] ?? DEFAULT_RATE_LIMITS[t]])) as RateLimits;
     const warn = throttled(30_000);
 
-    // ---- headers on every response, on the raw response in the first hook, so they survive errors
-    // (a hook that throws later, auth or a rate limit, cannot drop them)
-    const headers = opts.headers ?? (await securityHeaders(opts.tls));
+    // ---- headers on every response, set in the first hook, so they survive errors (a hook that
+    // throws later, auth or a rate limit, cannot drop them: Fastify's error path keeps the reply's
+    // headers). On the reply, not the raw response: a header set on the raw response is set again
+    // by Fastify's writeHead (Node's "progressive headers" slow path), which made the security
+    // headers ~15 % of an authenticated request's CPU.
+    const headers = Object.fromEntries((opts.headers ?? (await securityHeaders(opts.tls))).map(([k, v]) => [k.toLowerCase(), v]));
     app.addHook('onRequest', (_req, reply, done) => {
-      const raw = reply.raw;
-      for (const [name, value] of headers) raw.setHeader(name, value);
+      reply.headers(headers);
       done();
     });
 
