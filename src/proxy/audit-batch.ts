@@ -35,7 +35,9 @@ export class AuditBatch {
   written = 0;
 
   constructor(private readonly core: Core, private readonly opts: AuditBatchOptions = {}) {
-    this.intervalMs = opts.intervalMs ?? 50;
+    // a batch is one synchronous transaction on the event loop (~20 µs per event): every 10 ms
+    // keeps that pause near 0.2 ms at 1,000 req/s (it was ~1 ms every 50 ms, visible at p99)
+    this.intervalMs = opts.intervalMs ?? 10;
     this.maxBatch = opts.maxBatch ?? 200;
     this.maxQueued = opts.maxQueued ?? 50_000;
   }

@@ -72,7 +72,7 @@ export interface PipelineOptions {
   log?: PinoLike;
   /** tests: a DNS stand-in */
   resolver?: Resolver;
-  /** audit batching (defaults: every 50 ms or 200 events) */
+  /** audit batching (defaults: every 10 ms or 200 events) */
   auditIntervalMs?: number;
   auditMaxBatch?: number;
   /** upstream timeouts (ms): connect 10 s, response headers 300 s, idle body 300 s */
