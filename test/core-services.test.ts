@@ -11,6 +11,8 @@ import {
   type ServiceConfig,
 } from '../src/core/matching.js';
 import type { OpContext } from '../src/core/principal.js';
+import { ProxyAccess } from '../src/core/proxy-access.js';
+import type { ServiceRow } from '../src/store/store.js';
 import { describeBackends } from './helpers/backends.js';
 
 const MASTER = 'c3'.repeat(32);
@@ -135,6 +137,29 @@ describe('matchService', () => {
 });
 
 // ---- pure: auth rules
+
+describe('service rows as configs (ProxyAccess.configOf)', () => {
+  const row = (over: Partial<ServiceRow> = {}): ServiceRow => ({
+    id: 'svc1', vault_id: 'v1', name: 'api', host: 'api.example.com', path_prefix: null, port: null,
+    auth: JSON.stringify({ type: 'header', name: 'X-Api-Key', key: 'TOKEN' }), methods: '[]', path_prefixes: '[]',
+    quota_per_minute: null, enabled: 1, description: null, created_at: '2026-11-30T00:00:00.000Z', updated_at: '2026-11-30T00:00:01.000Z', ...over,
+  });
+
+  it('two updates within one timestamp tick give two configs; an identical row is parsed once', () => {
+    const access = new ProxyAccess({} as Core);
+    const first = access.configOf(row());
+    // same id and updated_at (two updates in the same millisecond), another auth rule and host
+    const second = access.configOf(row({ auth: JSON.stringify({ type: 'bearer', key: 'OTHER' }), host: 'other.example.com', enabled: 0 }));
+    expect(first.auth).toEqual({ type: 'header', name: 'X-Api-Key', key: 'TOKEN' });
+    expect(second.auth).toEqual({ type: 'bearer', key: 'OTHER' });
+    expect([second.host, second.enabled]).toEqual(['other.example.com', false]);
+    // equal content, new object (PostgreSQL hands out fresh rows): the same parsed config
+    expect(access.configOf(row())).toBe(first);
+    const frozen = Object.freeze(row());
+    expect(access.configOf(frozen)).toBe(first);
+    expect(access.configOf(frozen)).toBe(first);
+  });
+});
 
 describe('auth rules', () => {
   const values = { TOKEN: 'tok_123', USER: 'alice', PASS: 's3cret', ORG: 'org_9' };

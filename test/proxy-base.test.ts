@@ -444,6 +444,13 @@ describeBackends('proxy base-URL mode', (ctx) => {
     expect((await call('POST', '/v1/vaults/default/secrets/TEMP_KEY/rotate')).status).toBe(200);
     expect((await proxied('default/temp/v1/echo')).status).toBe(200);
     expect(up.seen.at(-1)!.headers['x-api-key']).toBe('temp-value-123456');
+    // a changed service definition (another header, a prefix) is injected from the next request on
+    const svc = (await call('GET', '/v1/vaults/default/services/temp')).json;
+    const { created_at: _c, updated_at: _u, name: _n, ...spec } = svc;
+    expect((await call('PUT', '/v1/vaults/default/services/temp', { body: { ...spec, auth: { type: 'header', name: 'X-Other-Key', prefix: 'Key ', key: 'TEMP_KEY' } } })).status).toBe(200);
+    expect((await proxied('default/temp/v1/echo')).status).toBe(200);
+    expect(up.seen.at(-1)!.headers['x-other-key']).toBe('Key temp-value-123456');
+    expect(up.seen.at(-1)!.headers['x-api-key']).toBeUndefined();
     expect((await call('DELETE', '/v1/vaults/default/secrets/TEMP_KEY')).status).toBe(200);
     const res = await proxied('default/temp/v1/echo');
     expect(res.status).toBe(502);

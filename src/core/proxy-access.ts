@@ -96,16 +96,25 @@ export class ProxyAccess {
   }
 
   private parsed = new Map<string, ServiceConfig>();
+  private byRow = new WeakMap<ServiceRow, ServiceConfig>();
 
-  /** A row as a config, memoized by (id, updated_at): rows are parsed once per change. */
+  /**
+   * A row as a config, parsed once per distinct row: memoized by the row object (the embedded
+   * store's cache hands out the same frozen row until it changes) and else by its whole content.
+   * Not by (id, updated_at): two updates within one millisecond share a timestamp, and the second
+   * would have been served the first one's config (its auth rule, host, enabled flag).
+   */
   configOf(row: ServiceRow): ServiceConfig {
-    const k = `${row.id}|${row.updated_at}`;
-    let c = this.parsed.get(k);
+    let c = this.byRow.get(row);
+    if (c) return c;
+    const k = JSON.stringify(row);
+    c = this.parsed.get(k);
     if (!c) {
       c = serviceFromRow(row);
       if (this.parsed.size > 10_000) this.parsed.clear();
       this.parsed.set(k, c);
     }
+    this.byRow.set(row, c);
     return c;
   }
 
