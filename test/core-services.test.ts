@@ -247,6 +247,21 @@ describeBackends('core.services', (ctx) => {
     await core?.close();
   });
 
+  it('an expiry past the year 9999 is refused with 400 naming its field (it would compare as already past), writing nothing', async () => {
+    const tokensBefore = (await core.auth.listApiTokens(owner)).length;
+    for (const ttl of [300_000_000_000, Number.MAX_SAFE_INTEGER]) {
+      expect(await fails(core.auth.createApiToken(owner, 'far', ttl))).toMatchObject({ status: 400, field: 'ttl' });
+    }
+    expect((await core.auth.listApiTokens(owner)).length).toBe(tokensBefore);
+    for (const expires of ['10000-01-01', '+275760-09-13T00:00:00Z']) {
+      expect(await fails(core.grants.create(owner, 'default', { agent: 'svc-bot', secret: 'STRIPE_KEY', mode: 'read', expires }))).toMatchObject({ status: 400, field: 'expires' });
+    }
+    // the latest allowed expiry is a live grant, not an expired one
+    const g = await core.grants.create(owner, 'default', { agent: 'svc-bot', secret: 'GH_TOKEN', mode: 'read', expires: '9999-12-31T00:00:00Z' });
+    expect(g).toMatchObject({ expires_at: '9999-12-31T00:00:00.000Z' });
+    expect((await core.grants.list(owner, 'default', {})).find((x: { id: string }) => x.id === g.id)).toMatchObject({ status: 'approved' });
+  });
+
   it('creates, lists, gets, replaces (PUT semantics) and deletes, audited', async () => {
     const created = await core.services.create(owner, 'default', {
       name: 'stripe', host: 'api.stripe.com', auth: { type: 'bearer', key: 'STRIPE_KEY' }, methods: ['GET', 'POST'], quota_per_minute: 600, description: 'Stripe',
