@@ -403,6 +403,9 @@ describeBackends('API bad input', (ctx) => {
     for (const bad of ['limit=0', 'limit=abc', 'limit=1001', 'limit=-3']) await refused(400, 'validation_failed', 'limit', 'GET', a(bad));
     await refused(400, 'validation_failed', 'since', 'GET', a('since=yesterday'));
     await refused(400, 'validation_failed', 'until', 'GET', a('until=2024-13-45T99:00:00Z'));
+    // past the year 9999 an ISO time is written +010000-…, which would sort before every event
+    await refused(400, 'validation_failed', 'since', 'GET', a('since=10000-01-01'));
+    await refused(400, 'validation_failed', 'before', 'POST', '/v1/audit/prune', { body: { before: '+010000-01-01T00:00:00Z' } });
     await refused(400, 'validation_failed', 'outcome', 'GET', a('outcome=maybe'));
     await refused(400, 'validation_failed', 'agent', 'GET', a('agent=bot&actor=user:x'));
     await refused(400, 'validation_failed', 'q', 'GET', a(`q=${'q'.repeat(257)}`));

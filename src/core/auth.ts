@@ -8,7 +8,7 @@ import type { Core } from './core.js';
 import { randomBytes } from 'node:crypto';
 import { UniqueViolation } from '../store/store.js';
 import { conflict, denied, invalid, LatchkeyError, notFound, unauthenticated } from './errors.js';
-import { expiryIso } from './grants.js';
+import { isoTime } from './time.js';
 import type { InstanceRole, OpContext, Principal } from './principal.js';
 
 /** On a refused but known credential: the principal it belonged to (for the audit row's actor). */
@@ -241,7 +241,7 @@ export class Auth {
     if (p.kind !== 'user') throw denied('only people have API tokens');
     if (typeof name !== 'string' || !name || name.length > 100) throw invalid('name', 'must be 1-100 characters');
     if (ttlSeconds !== undefined && (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 60)) throw invalid('ttl', 'must be a whole number of seconds, at least 60');
-    const expires_at = ttlSeconds ? expiryIso(Date.now() + (ttlSeconds as number) * 1000, 'ttl') : null;
+    const expires_at = ttlSeconds ? isoTime(Date.now() + (ttlSeconds as number) * 1000, 'ttl') : null;
     return this.core.write(ctx, async (s, ev) => {
       const { token, row } = await this.issueToken(s, 'pat', { name, user_id: p.id, expires_at });
       ev.push({ action: 'token.create', target: `token:${row.id}`, details: { name, expires_at } });

@@ -9,6 +9,7 @@ import type { GrantRow, VaultRow } from '../store/store.js';
 import type { Core } from './core.js';
 import { denied, invalid, LatchkeyError, notFound } from './errors.js';
 import { checkSecretName } from './names.js';
+import { isoTime } from './time.js';
 import type { OpContext } from './principal.js';
 import { actorOf } from './principal.js';
 
@@ -20,15 +21,6 @@ export function grantState(g: GrantRow, now = new Date().toISOString()): GrantSt
 }
 
 /** `1h`, `30m`, `7d`, `45s` from now, or an ISO time; must be in the future. */
-/** The latest expiry: ISO strings compare as times only up to year 9999 (later ones start with `+`). */
-const LATEST_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
-
-/** An expiry time (ms) as the ISO string stored and compared; 400 naming `field` if it is past year 9999. */
-export function expiryIso(t: number, field: string): string {
-  if (!(t <= LATEST_TIME)) throw invalid(field, 'must end before the year 10000');
-  return new Date(t).toISOString();
-}
-
 export function parseExpiry(v: unknown, field = 'expires'): string | null {
   if (v === undefined || v === null || v === '') return null;
   if (typeof v !== 'string') throw invalid(field, 'must be a duration like 1h, 30m, 7d or an ISO time');
@@ -40,7 +32,7 @@ export function parseExpiry(v: unknown, field = 'expires'): string | null {
     if (Number.isNaN(t)) throw invalid(field, 'must be a duration like 1h, 30m, 7d or an ISO time');
   }
   if (t <= Date.now()) throw invalid(field, 'must be in the future');
-  return expiryIso(t, field);
+  return isoTime(t, field);
 }
 
 function checkMode(m: unknown, kind: 'secret' | 'service'): 'use' | 'read' {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Checkpoint } from '../../core/audit.js';
 import type { Core } from '../../core/core.js';
 import { invalid } from '../../core/errors.js';
+import { isoTime } from '../../core/time.js';
 import { intQuery, type App, type Req } from '../http.js';
 
 const time = z.string().max(40);
@@ -22,11 +23,11 @@ const query = z.strictObject({
 const checkpoint = z.strictObject({ seq: z.number().int().min(0), hash: z.string().max(128), ts: z.string().max(40), mac: z.string().max(128) });
 const verifyBody = z.strictObject({ checkpoint: checkpoint.optional() });
 
-function isoTime(v: string | undefined, field: string): string | undefined {
+function timeParam(v: string | undefined, field: string): string | undefined {
   if (v === undefined) return undefined;
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw invalid(field, 'must be an ISO-8601 time');
-  return new Date(t).toISOString();
+  return isoTime(t, field);
 }
 
 export function auditRoutes(core: Core) {
@@ -39,7 +40,7 @@ export function auditRoutes(core: Core) {
       if (q.agent && q.actor) throw invalid('agent', 'give either actor or agent, not both');
       return core.audit.query(core.store, {
         vault: q.vault, actor: q.agent ? `agent:${q.agent}` : q.actor, target: q.secret, action: q.action, outcome: q.outcome,
-        since: isoTime(q.since, 'since'), until: isoTime(q.until, 'until'), q: q.q, limit: q.limit ?? 100,
+        since: timeParam(q.since, 'since'), until: timeParam(q.until, 'until'), q: q.q, limit: q.limit ?? 100,
         beforeSeq: q.cursor ? Number(q.cursor) : undefined,
       });
     });
@@ -59,7 +60,7 @@ export function auditRoutes(core: Core) {
     app.post('/v1/audit/prune', { schema: { summary: 'Retention: delete events older than `before`; the chain re-anchors and still verifies', tags: ['audit'], body: pruneBody } },
       async (req: Req<z.infer<typeof pruneBody>>) => {
         await core.authorize(req.ctx, 'audit.prune');
-        return core.audit.prune(core.store, req.ctx, isoTime(req.body.before, 'before')!);
+        return core.audit.prune(core.store, req.ctx, timeParam(req.body.before, 'before')!);
       });
 
     app.get('/v1/audit/checkpoint', { schema: { summary: 'Export a signed checkpoint of the chain head', tags: ['audit'] } }, async (req) => {
