@@ -533,4 +533,32 @@ describeBackends('authorization matrix', (ctx) => {
     // a session cannot mint another session
     expect((await call('POST', '/v1/sessions', { token: live.token, body: { vault: 'alpha' } })).status).toBe(400);
   }, 60_000);
+
+  it('[isolate] a vault admin can neither adopt nor take over an agent another vault relies on; sessions are audited', async () => {
+    // beta's admin may not pull alpha's agent into beta (then rotate its token, whose grants reach alpha)
+    const adopt = await call('POST', '/v1/vaults/beta/agents', { token: token.otherAdmin, body: { name: 'read-grant' } });
+    expect(adopt).toMatchObject({ status: 403, json: { code: 'forbidden' } });
+    expect((await call('POST', '/v1/agents/read-grant/rotate-token', { token: token.otherAdmin })).status).toBe(403);
+    expect((await call('GET', '/v1/agent/secrets/READ_ME?vault=alpha', { token: token.agentRead })).status).toBe(200);
+    // an agent in alpha and beta: alpha's admin alone may not revoke it or mint it a new token
+    const both = await newAgent(['alpha', 'beta']);
+    expect((await call('POST', `/v1/agents/${both.name}/rotate-token`, { token: token.admin })).status).toBe(403);
+    expect((await call('DELETE', `/v1/agents/${both.name}`, { token: token.admin })).status).toBe(403);
+    expect((await call('GET', '/v1/discover', { token: both.token })).status).toBe(200);
+    // alpha's admin may still remove it from alpha, and then act on it where it remains only through beta's admin
+    await ok('DELETE', `/v1/vaults/alpha/agents/${both.name}`, token.admin);
+    expect((await call('POST', `/v1/agents/${both.name}/rotate-token`, { token: token.admin })).status).toBe(403);
+    expect((await ok('POST', `/v1/agents/${both.name}/rotate-token`, token.otherAdmin)).token).toMatch(/^lk_agent_/);
+    // an agent in no vault can be taken in by a vault admin (the matrix row), one of alpha's only by alpha's admin
+    const own = await newAgent(['alpha']);
+    expect((await call('POST', '/v1/vaults/beta/agents', { token: token.otherAdmin, body: { name: own.name } })).status).toBe(403);
+    await ok('POST', '/v1/vaults/beta/agents', owner(), { name: own.name });
+
+    // a session is a credential acting as the agent: its minting is in the audit log
+    const sess = await ok('POST', '/v1/sessions', token.agentNone, { vault: 'alpha', ttl: 300 });
+    const page: any = await ok('GET', '/v1/audit?action=token.create&limit=20', owner());
+    expect(page.items.find((e: { details: { token?: string } }) => e.details?.token === sess.id)).toMatchObject({
+      actor: 'agent:no-grant', vault: 'alpha', target: 'agent:no-grant', outcome: 'ok', details: { kind: 'session' },
+    });
+  }, 60_000);
 });

@@ -200,13 +200,23 @@ export class Access {
     return out;
   }
 
-  /** May the caller manage this agent? Instance admins, or an admin of a vault the agent is in. */
+  /**
+   * May the caller act on this agent everywhere (revoke it, rotate its token)? Instance admins, or
+   * a person who administers every vault the agent is in. A vault is the unit of isolation: the
+   * admin of one vault must not cut off, or take over with a fresh token, an agent that other
+   * vaults rely on (its token reaches all of them).
+   */
   private async authorizeAgent(ctx: OpContext, a: AgentRow): Promise<void> {
     const vaults = await this.core.store.listMemberships('agent', a.id);
+    let everyVault = vaults.length > 0;
     for (const m of vaults) {
       const v = await this.core.store.getVaultById(m.vault_id);
-      if (v && (await this.core.can(ctx, 'agent.manage', v))) return;
+      if (!v || !(await this.core.can(ctx, 'agent.manage', v))) {
+        everyVault = false;
+        break;
+      }
     }
+    if (everyVault) return;
     await this.core.authorize(ctx, 'agent.manage', null, `agent:${a.name}`);
   }
 
@@ -246,6 +256,9 @@ export class Access {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'agent.manage', vault);
     const a = await this.requireAgent(checkAgentName(agentName));
+    // an agent that other vaults already rely on joins one more only by someone who manages it in
+    // all of them: else a vault admin could adopt another team's agent (and then act on it)
+    if ((await this.core.store.listMemberships('agent', a.id)).some((m) => m.vault_id !== vault.id)) await this.authorizeAgent(ctx, a);
     return this.core.write(ctx, async (s, ev) => {
       await s.upsertMember({ vault_id: vault.id, kind: 'agent', member_id: a.id, role: 'proxy', created_at: new Date().toISOString() });
       ev.push({ action: 'member.add', vault: vault.name, target: `agent:${a.name}`, details: { role: 'proxy' } });
@@ -288,8 +301,10 @@ export class Access {
     await this.core.authorize(ctx, 'session.create', vault, `agent:${agent.name}`);
     if (!(await this.core.store.getMemberRole(vault.id, 'agent', agent.id))) throw invalid('vault', `agent ${agent.name} is not a member of vault ${vault.name}`);
     const expires_at = new Date(Date.now() + ttl * 1000).toISOString();
-    return this.core.write(ctx, async (s) => {
+    return this.core.write(ctx, async (s, ev) => {
       const { token, row } = await this.core.auth.issueToken(s, 'sess', { name: `session (${vault.name})`, agent_id: agent.id, vault_id: vault.id, expires_at });
+      // a credential that acts as the agent: recorded like every other token made
+      ev.push({ action: 'token.create', vault: vault.name, target: `agent:${agent.name}`, details: { kind: 'session', token: row.id, expires_at } });
       return { token, id: row.id, agent: agent.name, vault: vault.name, expires_at };
     });
   }
