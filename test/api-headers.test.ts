@@ -202,6 +202,25 @@ describe('security headers, CORS and cross-origin writes (http)', () => {
     expect(foreignLogin.headers.getSetCookie()).toEqual([]);
     expect((await call('POST', '/v1/auth/login', { body: { email: EMAIL, password: PASSWORD }, headers: { origin: server.url } })).status).toBe(200);
   });
+
+  it('a percent-encoded path gets the same checks as the route that serves it (the router decodes /%761/ to /v1/)', async () => {
+    // served by /v1/openapi.json and /v1/presets: authenticated like them
+    for (const path of ['/%761/openapi.json', '/%761/presets', '/%76%31/vaults']) {
+      const r = await call('GET', path);
+      expect(r.status, path).toBe(401);
+      expect(r.headers.get('cache-control'), path).toBe('no-store');
+    }
+    const listed = await call('GET', '/%761/vaults', { token: owner });
+    expect(listed.status).toBe(200);
+    expect(listed.headers.get('cache-control')).toBe('no-store');
+    // and the cross-origin check: no login CSRF, no cookie-authenticated write from another origin
+    const login = await call('POST', '/%761/auth/login', { body: { email: EMAIL, password: PASSWORD }, headers: { origin: FOREIGN, 'sec-fetch-site': 'cross-site' } });
+    expect(login.status).toBe(403);
+    expect(login.headers.getSetCookie()).toEqual([]);
+    expect((await call('POST', '/%761/vaults', { cookie, body: { name: 'encoded-csrf' }, headers: { origin: FOREIGN } })).status).toBe(403);
+    // an encoded /v1/ path is not the console either
+    expect((await call('GET', '/%761/no-such-route', { token: owner })).status).toBe(404);
+  });
 });
 
 describe('TLS on the control plane', () => {

@@ -9,7 +9,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
 import { refusedOwner } from '../core/auth.js';
-import { openapiTransform, problem, sendProblem, toProblem, zodValidatorCompiler } from './http.js';
+import { openapiTransform, problem, sendProblem, servedPath, toProblem, zodValidatorCompiler } from './http.js';
 import { auditRoutes } from './routes/audit.js';
 import { keyRoutes } from './routes/keys.js';
 import { secretRoutes } from './routes/secrets.js';
@@ -132,7 +132,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', req.id);
     req.ctx = { principal: { kind: 'anonymous' }, ip: req.ip ?? null, requestId: req.id };
-    if (!req.url.startsWith('/v1/')) return;
+    if (!servedPath(req).startsWith('/v1/')) return;
     // API answers are never cached (errors included: set before anything can fail)
     reply.header('Cache-Control', 'no-store');
     if (req.routeOptions.config?.public) return;

@@ -38,6 +38,22 @@ const TITLES: Record<number, string> = {
   413: 'Payload Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
 };
 
+/**
+ * The request's URL as the router sees it, for every check keyed on a path prefix (`/v1/` is
+ * authenticated, `/proxy/` meters itself): the router percent-decodes the path before matching
+ * (all but reserved characters, like decodeURI), so `/%761/vaults` is served by `/v1/vaults`, and
+ * a check on the raw URL would let it through unauthenticated.
+ */
+export function servedPath(req: FastifyRequest): string {
+  const u = req.url;
+  if (!u.includes('%')) return u;
+  try {
+    return decodeURI(u);
+  } catch {
+    return u; // malformed: the router refuses it too
+  }
+}
+
 export function problem(status: number, code: string, detail: string, requestId: string, field?: string, extra?: Record<string, unknown>): Problem {
   return { type: PROBLEM_TYPE + code, title: TITLES[status] ?? 'Error', status, code, detail, ...(field ? { field } : {}), request_id: requestId, ...(extra ?? {}) };
 }

@@ -20,7 +20,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type {} from '@fastify/rate-limit';
 import { LatchkeyError, StartupError } from '../core/errors.js';
-import { problem } from './http.js';
+import { problem, servedPath } from './http.js';
 import { SESSION_COOKIE } from './routes/access.js';
 
 // ---------------------------------------------------------------- configuration
@@ -152,7 +152,7 @@ function bearer(h: string | undefined): string | null {
 
 /** Requests the app's auth hook authenticates (see app.ts): /v1 routes that are not public. */
 function authenticated(req: FastifyRequest): boolean {
-  return req.url.startsWith('/v1/') && !req.routeOptions.config?.public;
+  return servedPath(req).startsWith('/v1/') && !req.routeOptions.config?.public;
 }
 
 /** The request carries a credential the auth hook will check (a bearer token or the session cookie). */
@@ -357,7 +357,7 @@ export function securityPlugin(opts: SecurityOptions) {
       }
       const login = req.routeOptions.config?.rateTier === 'login';
       const cookieAuth = !bearer(req.headers.authorization) && !!req.cookies?.[SESSION_COOKIE];
-      if (UNSAFE.has(req.method) && req.url.startsWith('/v1/') && (cookieAuth || login)) {
+      if (UNSAFE.has(req.method) && servedPath(req).startsWith('/v1/') && (cookieAuth || login)) {
         const origin = req.headers.origin;
         const site = req.headers['sec-fetch-site'];
         const foreign = origin !== undefined ? !sameOrigin(origin, req, opts.tls) : site === 'cross-site' || site === 'same-site';
@@ -366,7 +366,7 @@ export function securityPlugin(opts: SecurityOptions) {
           throw new LatchkeyError(403, 'cross_origin_refused', 'a request from another origin cannot use the console session; use a bearer token');
         }
       }
-      if (req.url.startsWith('/proxy/')) return; // the base-URL proxy authenticates (and meters) its own traffic
+      if (servedPath(req).startsWith('/proxy/')) return; // the base-URL proxy authenticates (and meters) its own traffic
       if (authenticated(req) && presentsCredential(req)) {
         const b = blockedFor(req.ip);
         if (b) {

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { App } from '../http.js';
+import { servedPath, type App } from '../http.js';
 
 /** Paths the console never answers: the API and the base-URL proxy keep their own 404s. */
 const NOT_CONSOLE = /^\/(v1|proxy)(\/|$|\?)/;
@@ -68,7 +68,7 @@ export function consoleRoutes(opts: { dir?: string | null } = {}) {
 
     app.get('/', { schema: { hide: true } }, async (_req, reply) => sendIndex(reply));
     app.get('/*', { schema: { hide: true } }, async (req: FastifyRequest, reply) => {
-      if (NOT_CONSOLE.test(req.url)) return reply.callNotFound();
+      if (NOT_CONSOLE.test(servedPath(req))) return reply.callNotFound();
       // a missing asset is a 404, not the app (a stale index.html would otherwise load HTML as script)
       if (req.url.startsWith('/assets/')) {
         if (!dir) return reply.callNotFound();
