@@ -218,6 +218,20 @@ describe('rate limits (memory)', () => {
     expect(locked.headers.get('ratelimit-remaining')).toBe(String(DEFAULT_RATE_LIMITS.login.max - 6));
   });
 
+  it('a burst of concurrent wrong logins cannot get past the per-account lockout: at most 5 passwords are checked', async () => {
+    const s = await boot({ login: perMin(1000) });
+    const owner = s.initialized!.ownerToken;
+    expect((await call(s.url, 'PATCH', '/v1/auth/me', { token: owner, body: { email: EMAIL, password: PASSWORD } })).status).toBe(200);
+    const burst = await Promise.all(Array.from({ length: 15 }, (_, i) => call(s.url, 'POST', '/v1/auth/login', { body: { email: EMAIL, password: `guess ${i}` } })));
+    const statuses = burst.map((r) => r.status);
+    expect(statuses.filter((x) => x === 401).length).toBeLessThanOrEqual(5);
+    expect(statuses.filter((x) => x === 401).length + statuses.filter((x) => x === 429).length).toBe(15);
+    for (const r of burst.filter((x) => x.status === 429)) expect(r.json.code).toBe('login_locked');
+    // and the account is locked now, for the right password too
+    const after = await call(s.url, 'POST', '/v1/auth/login', { body: { email: EMAIL, password: PASSWORD } });
+    expect([after.status, after.json.code]).toEqual([429, 'login_locked']);
+  });
+
   it('limits from the environment; LATCHKEY_RATE_LIMIT=off; a bad value stops start-up naming the variable', async () => {
     expect(parseLimit('600', 'X')).toEqual({ max: 600, windowMs: 60_000 });
     expect(parseLimit('20/30s', 'X')).toEqual({ max: 20, windowMs: 30_000 });

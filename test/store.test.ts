@@ -125,6 +125,31 @@ describeBackends('KyselyStore', (ctx: BackendContext) => {
     expect(await other.getVaultById(v.id)).toEqual(v);
   });
 
+  it('login failures: concurrent attempts each get their own count (two stores at once), a stale window starts over, lock and release', async () => {
+    const other = await ctx.openStore();
+    const t0 = '2026-11-30T10:00:00.000Z';
+    const from = '2026-11-30T09:45:00.000Z';
+    const counts = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? other : store).bumpAuthFailure('account:race@example.test', t0, from)));
+    expect(counts.map((c) => c.failures).sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(await store.getAuthFailure('account:race@example.test')).toMatchObject({ failures: 12, window_start: t0, locked_until: null });
+    await store.lockAuthFailure('account:race@example.test', '2026-11-30T10:15:00.000Z');
+    expect((await store.bumpAuthFailure('account:race@example.test', t0, from)).locked_until).toBe('2026-11-30T10:15:00.000Z');
+    // a window that began before `from` starts over
+    const later = '2026-11-30T10:20:00.000Z';
+    expect(await store.bumpAuthFailure('account:race@example.test', later, '2026-11-30T10:05:00.000Z')).toMatchObject({ failures: 1 });
+    expect(await store.getAuthFailure('account:race@example.test')).toMatchObject({ failures: 1, window_start: later });
+    // release takes one attempt back, never below zero
+    await store.bumpAuthFailure('ip:203.0.113.9', t0, from);
+    await store.bumpAuthFailure('ip:203.0.113.9', t0, from);
+    await store.releaseAuthFailure('ip:203.0.113.9');
+    expect(await store.getAuthFailure('ip:203.0.113.9')).toMatchObject({ failures: 1 });
+    await store.releaseAuthFailure('ip:203.0.113.9');
+    await store.releaseAuthFailure('ip:203.0.113.9');
+    expect(await store.getAuthFailure('ip:203.0.113.9')).toMatchObject({ failures: 0 });
+    await store.clearAuthFailure('ip:203.0.113.9');
+    expect(await store.getAuthFailure('ip:203.0.113.9')).toBeNull();
+  });
+
   // ---- meta and keys
 
   it('meta: get missing, set, upsert', async () => {

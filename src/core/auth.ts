@@ -148,34 +148,41 @@ export class Auth {
     if (typeof password !== 'string' || !password) throw invalid('password', 'is required');
     const keys = [`account:${email.toLowerCase()}`, ...(ctx.ip ? [`ip:${ctx.ip}`] : [])];
     const now = Date.now();
+    const limitOf = (k: string) => (k.startsWith('ip:') ? LOCK_AFTER_IP : LOCK_AFTER_ACCOUNT);
+    const locked = async (k: string, until: number) => {
+      await this.core.write(ctx, async (_s, ev) => { ev.push({ action: 'auth.failure', target: email, outcome: 'denied', details: { reason: 'locked', scope: k.split(':')[0] } }); });
+      const retry = Math.max(1, Math.ceil((until - now) / 1000));
+      return new LatchkeyError(429, 'login_locked', `too many failed logins; try again in ${retry} s`, undefined, { retry_after: retry });
+    };
     for (const k of keys) {
       const f = await this.core.store.getAuthFailure(k);
-      if (f?.locked_until && Date.parse(f.locked_until) > now) {
-        await this.core.write(ctx, async (_s, ev) => { ev.push({ action: 'auth.failure', target: email, outcome: 'denied', details: { reason: 'locked', scope: k.split(':')[0] } }); });
-        const retry = Math.ceil((Date.parse(f.locked_until) - now) / 1000);
-        throw new LatchkeyError(429, 'login_locked', `too many failed logins; try again in ${retry} s`, undefined, { retry_after: retry });
-      }
+      if (f?.locked_until && Date.parse(f.locked_until) > now) throw await locked(k, Date.parse(f.locked_until));
+    }
+    // the attempt is counted before the password is checked, in one statement per key: attempts
+    // made at the same moment each get their own number, and those past the limit are refused
+    // unchecked (counting after the check let a burst of concurrent guesses all pass the lock)
+    const counted: Array<{ key: string; failures: number }> = [];
+    for (const k of keys) counted.push({ key: k, failures: (await this.core.store.bumpAuthFailure(k, new Date(now).toISOString(), new Date(now - FAILURE_WINDOW_MS).toISOString())).failures });
+    const over = counted.find((c) => c.failures > limitOf(c.key));
+    if (over) {
+      await this.core.store.lockAuthFailure(over.key, new Date(now + LOCK_FOR_MS).toISOString());
+      throw await locked(over.key, now + LOCK_FOR_MS);
     }
     const user = await this.core.store.getUserByEmail(email.toLowerCase());
     const ok = user?.password_hash ? await verifyPassword(user.password_hash, password) : (await verifyPassword(DUMMY_HASH, password), false);
     if (!ok || !user || user.disabled) {
-      let worst = 0;
-      for (const k of keys) {
-        const f = await this.core.store.getAuthFailure(k);
-        const fresh = !f || now - Date.parse(f.window_start) > FAILURE_WINDOW_MS;
-        const failures = fresh ? 1 : f!.failures + 1;
-        const limit = k.startsWith('ip:') ? LOCK_AFTER_IP : LOCK_AFTER_ACCOUNT;
-        await this.core.store.putAuthFailure({
-          key: k, failures, window_start: fresh ? new Date(now).toISOString() : f!.window_start,
-          locked_until: failures >= limit ? new Date(now + LOCK_FOR_MS).toISOString() : null,
-        });
-        worst = Math.max(worst, failures);
-      }
+      for (const c of counted) if (c.failures >= limitOf(c.key)) await this.core.store.lockAuthFailure(c.key, new Date(now + LOCK_FOR_MS).toISOString());
       await this.core.write(ctx, async (_s, ev) => { ev.push({ action: 'auth.failure', target: email, outcome: 'denied', details: { reason: 'bad credentials' } }); });
+      const worst = Math.max(...counted.map((c) => c.failures));
       await new Promise((r) => setTimeout(r, Math.min(worst, 8) * 100));
       throw unauthenticated('email or password is wrong', 'bad_credentials');
     }
-    for (const k of keys) await this.core.store.clearAuthFailure(k);
+    // success: the account starts over; the address only takes this attempt back (a login of one's
+    // own must not wipe the failures of guesses made from the same address at other accounts)
+    for (const k of keys) {
+      if (k.startsWith('ip:')) await this.core.store.releaseAuthFailure(k);
+      else await this.core.store.clearAuthFailure(k);
+    }
     const value = randomBytes(32).toString('base64url');
     const expiresAt = new Date(now + WEB_SESSION_MS).toISOString();
     const principal: Principal = { kind: 'user', id: user.id, email: user.email, role: user.role as InstanceRole, tokenId: null };

@@ -815,10 +815,23 @@ export class KyselyStore implements Store {
     return (await this.r.selectFrom('auth_failures').selectAll().where('key', '=', key).executeTakeFirst()) ?? null;
   }
 
-  async putAuthFailure(row: AuthFailureRow): Promise<void> {
-    await this.db.insertInto('auth_failures').values(row)
-      .onConflict((oc) => oc.column('key').doUpdateSet({ failures: row.failures, window_start: row.window_start, locked_until: row.locked_until }))
-      .execute();
+  async bumpAuthFailure(key: string, now: string, windowFrom: string): Promise<{ failures: number; locked_until: string | null }> {
+    // one statement: concurrent attempts each get their own count (SET sees the row before it)
+    const r = await this.db.insertInto('auth_failures').values({ key, failures: 1, window_start: now, locked_until: null })
+      .onConflict((oc) => oc.column('key').doUpdateSet({
+        failures: sql<number>`case when auth_failures.window_start < ${windowFrom} then 1 else auth_failures.failures + 1 end`,
+        window_start: sql<string>`case when auth_failures.window_start < ${windowFrom} then ${now} else auth_failures.window_start end`,
+      }))
+      .returning(['failures', 'locked_until']).executeTakeFirstOrThrow();
+    return { failures: Number(r.failures), locked_until: (r.locked_until as string | null) ?? null };
+  }
+
+  async lockAuthFailure(key: string, until: string): Promise<void> {
+    await this.db.updateTable('auth_failures').set({ locked_until: until }).where('key', '=', key).execute();
+  }
+
+  async releaseAuthFailure(key: string): Promise<void> {
+    await this.db.updateTable('auth_failures').set({ failures: sql<number>`case when failures > 0 then failures - 1 else 0 end` }).where('key', '=', key).execute();
   }
 
   async clearAuthFailure(key: string): Promise<void> {

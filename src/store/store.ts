@@ -200,7 +200,14 @@ export interface Store {
 
   // login throttling
   getAuthFailure(key: string): Promise<AuthFailureRow | null>;
-  putAuthFailure(row: AuthFailureRow): Promise<void>;
+  /**
+   * Counts one login attempt against `key`, atomically (concurrent attempts each get their own
+   * number); a window that began before `windowFrom` starts over at 1. Returns the count and lock.
+   */
+  bumpAuthFailure(key: string, now: string, windowFrom: string): Promise<{ failures: number; locked_until: string | null }>;
+  lockAuthFailure(key: string, until: string): Promise<void>;
+  /** Takes back one counted attempt (a login that succeeded). */
+  releaseAuthFailure(key: string): Promise<void>;
   clearAuthFailure(key: string): Promise<void>;
 
   // the forward proxy's instance CA (one row, shared by every replica)
