@@ -247,6 +247,16 @@ describeBackends('core.services', (ctx) => {
     await core?.close();
   });
 
+  it('a vend under a live grant of a secret that is gone answers 404 and is audited (outcome error)', async () => {
+    await core.secrets.put(owner, 'default', 'VEND_GONE', { value: 'v-gone-1' });
+    const g = await core.grants.create(owner, 'default', { agent: 'svc-bot', secret: 'VEND_GONE', mode: 'read' });
+    expect((await core.grants.vend(agent, 'VEND_GONE', 'default')).value).toBe('v-gone-1');
+    await core.secrets.delete(owner, 'default', 'VEND_GONE');
+    expect(await fails(core.grants.vend(agent, 'VEND_GONE', 'default'))).toMatchObject({ status: 404 });
+    const [last] = (await core.audit.query(core.store, { action: 'secret.vend', limit: 1 })).items;
+    expect(last).toMatchObject({ actor: 'agent:svc-bot', target: 'VEND_GONE', outcome: 'error', details: { grant: g.id, reason: 'secret_not_found' } });
+  });
+
   it('an expiry past the year 9999 is refused with 400 naming its field (it would compare as already past), writing nothing', async () => {
     const tokensBefore = (await core.auth.listApiTokens(owner)).length;
     for (const ttl of [300_000_000_000, Number.MAX_SAFE_INTEGER]) {

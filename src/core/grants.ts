@@ -196,7 +196,11 @@ export class Grants {
       });
     }
     const found = await this.core.secrets.resolve(vault, name);
-    if (!found) throw notFound('secret', name);
+    if (!found) {
+      // granted, but the secret is gone: every vend is on the record, this one too
+      await this.core.record(ctx, { action: 'secret.vend', vault: vault.name, target: name, outcome: 'error', details: { grant: grant.id, reason: 'secret_not_found' } });
+      throw notFound('secret', name);
+    }
     const plain = await this.core.secrets.open(found.vault.id, found.row.version);
     await this.core.record(ctx, {
       action: 'secret.vend', vault: found.vault.name, target: name,

@@ -415,6 +415,8 @@ export class Proposals {
     const agent = await this.core.store.getAgent(p.agent_id);
     try {
       const applied = await this.core.write(ctx, async (s, ev) => {
+        // the expiry again, inside the transaction: it may have passed since the checks above
+        if (p.expires_at <= new Date().toISOString()) throw conflict(`proposal ${id} expired at ${p.expires_at}; ask the agent to propose again`, 'proposal_expired');
         if (!(await s.transitionProposal(id, { status: 'approved', decided_by: by, decided_at: now }))) {
           const cur = await s.getProposal(id);
           throw conflict(`proposal ${id} is already ${cur ? proposalState(cur) : 'gone'}`, 'proposal_decided');
