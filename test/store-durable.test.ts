@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type KyselyStore } from '../src/store/index.js';
 
-interface Internals { durable: { syncs: number; dirty: boolean } }
+interface Internals { durable: { syncs: number } }
 
 describe('SQLite durable commits', () => {
   let dir: string;
@@ -63,6 +63,42 @@ describe('SQLite durable commits', () => {
     expect(used).toBeGreaterThanOrEqual(1);
     expect(used).toBeLessThan(200);
     for (let i = 0; i < 200; i += 37) expect(await store.getMeta(`durable.c${i}`)).toBe(String(i));
+  });
+
+  it('no commit is answered before an fsync that started after it, also while other transactions begin meanwhile (200 concurrent transactions)', async () => {
+    // seen from outside: commits are counted as they run, fsyncs note the commit count when they start
+    const inner = store as unknown as { durable: { fsync(): Promise<void> }; raw: { cache: { ran(kind: string): void } } };
+    const cache = inner.raw.cache;
+    const durable = inner.durable;
+    let commits = 0;
+    let covered = 0;
+    const ran = cache.ran.bind(cache);
+    const fsync = durable.fsync.bind(durable);
+    cache.ran = (kind: string) => {
+      if (kind === 'end') commits++;
+      ran(kind);
+    };
+    durable.fsync = async () => {
+      const at = commits;
+      await fsync();
+      covered = Math.max(covered, at);
+    };
+    const early: number[] = [];
+    try {
+      await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+        let mine = 0;
+        // the transaction holds the connection: the next commit to run is its own
+        await store.tx(async (t) => {
+          await t.setMeta(`durable.race${i}`, String(i));
+          mine = commits + 1;
+        });
+        if (covered < mine) early.push(i);
+      }));
+    } finally {
+      delete (cache as { ran?: unknown }).ran;
+      delete (durable as { fsync?: unknown }).fsync;
+    }
+    expect(early, 'transactions answered before their commit was fsynced').toEqual([]);
   });
 
   it('a commit survives kill -9 right after tx() returns', async () => {

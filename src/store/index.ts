@@ -64,7 +64,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const wal = new WalSync(`${path}-wal`, sqlite);
+  const wal = new WalSync(`${path}-wal`);
   // the hot lookups' cache; `data_version` on the writer changes when another process commits
   const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
   const cache = new ReadCache(() => dataVersion.get() as number);
@@ -77,7 +77,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
   return new KyselyStore('sqlite', path, db, db, false, reader, wal, {
     reader: readConn, writer: sqlite, cache,
     wrote: (kind) => {
-      wal.dirty = true;
+      wal.wrote();
       cache.ran(kind);
     },
   });

@@ -77,7 +77,7 @@ export interface RawSqlite {
   writer: BetterSqlite3.Database;
   /** the hot lookups' cache (read-cache.ts) */
   cache: ReadCache;
-  /** after a write on the writer: marks it dirty so the next commit is fsynced (sqlite-durable.ts), tells the cache */
+  /** after a write on the writer: counts it so the caller waits for an fsync after it (sqlite-durable.ts), tells the cache */
   wrote(kind: StatementKind): void;
 }
 
@@ -187,7 +187,9 @@ export class KyselyStore implements Store {
 
   async tx<T>(fn: (s: Store) => Promise<T>): Promise<T> {
     if (this.inTx) return fn(this);
-    const out = await this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx, this.root, true, this.reader, null, this.raw)));
+    // without plugins: SettleWrites waits for an fsync after each autocommit write, which inside a
+    // transaction would wait on its own uncommitted writes; the commit is settled once, below
+    const out = await this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx.withoutPlugins(), this.root, true, this.reader, null, this.raw)));
     if (this.durable) await this.durable.settle();
     return out;
   }

@@ -9,8 +9,11 @@
  * Commits that land while one fsync is in flight share the next one (group commit). So nobody is
  * answered before their change is on disk, as with FULL, and the server keeps serving meanwhile.
  *
- * The wrapped connection marks itself dirty whenever a statement that writes runs (including
- * COMMIT); `settle()` is called after a transaction and after every statement outside one.
+ * The wrapped connection counts every statement that writes (COMMIT included); `settle()`, called
+ * after a transaction and after every write outside one, waits for an fsync that started after
+ * the count it sees. A count, not a dirty flag: a flag was cleared by an fsync that started before
+ * another caller's commit was awaited, and the check "is a transaction open?" also saw the next
+ * caller's transaction — both answered commits before they were on disk.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -19,22 +22,38 @@ import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs,
 
 export class WalSync {
   private handle: FileHandle | null = null;
-  private inflight: Promise<void> | null = null;
+  /** the fsync running now, and the write count when it started (it covers every write up to there) */
+  private inflight: { from: number; done: Promise<void> } | null = null;
   private next: Promise<void> | null = null;
-  /** a write ran since the last fsync started */
-  dirty = false;
+  /** statements that wrote on the writer connection (commits included), ever */
+  writes = 0;
+  /** every write up to this count is on disk */
+  syncedUpTo = 0;
   /** fsyncs done (for tests and the bench) */
   syncs = 0;
   private closed = false;
 
-  constructor(private readonly walPath: string, private readonly conn: BetterSqlite3.Database) {}
+  constructor(private readonly walPath: string) {}
 
-  /** Resolves once every commit made before the call is on disk. */
+  /** Counts a statement that wrote (called right after it ran, commits included). */
+  wrote(): void {
+    this.writes++;
+  }
+
+  /**
+   * Resolves once every write made before the call is on disk: by an fsync that started after
+   * them. Commits that land while one fsync runs share the next one (group commit). Called after
+   * a commit or an autocommit write, never inside the caller's own transaction (it would wait for
+   * its own uncommitted writes); another caller's open transaction does not matter.
+   */
   settle(): Promise<void> {
-    if (!this.dirty || this.conn.inTransaction) return Promise.resolve();
-    if (!this.inflight) return this.start();
-    // an fsync is running but may have started before this commit: share the one after it
-    this.next ??= this.inflight.then(() => {
+    const target = this.writes;
+    if (this.syncedUpTo >= target) return Promise.resolve();
+    const running = this.inflight;
+    if (running && running.from >= target) return running.done;
+    if (!running) return this.start();
+    // the running fsync started before some of these writes: the one after it covers them
+    this.next ??= running.done.catch(() => {}).then(() => {
       this.next = null;
       return this.start();
     });
@@ -42,12 +61,14 @@ export class WalSync {
   }
 
   private start(): Promise<void> {
-    this.dirty = false;
-    const p = this.fsync().finally(() => {
-      if (this.inflight === p) this.inflight = null;
+    const from = this.writes;
+    const done = this.fsync().then(() => {
+      if (from > this.syncedUpTo) this.syncedUpTo = from;
+    }).finally(() => {
+      if (this.inflight?.done === done) this.inflight = null;
     });
-    this.inflight = p;
-    return p;
+    this.inflight = { from, done };
+    return done;
   }
 
   private async fsync(): Promise<void> {
@@ -58,7 +79,7 @@ export class WalSync {
   }
 
   async close(): Promise<void> {
-    await this.inflight?.catch(() => {});
+    await this.inflight?.done.catch(() => {});
     await this.next?.catch(() => {});
     this.closed = true;
     await this.handle?.close().catch(() => {});
@@ -68,7 +89,7 @@ export class WalSync {
 
 /**
  * Kysely prepares every query anew; this caches prepared statements by SQL text (bounded). On the
- * writer (`wal` given), every statement that is not a plain read marks the connection dirty when
+ * writer (`wal` given), every statement that is not a plain read is counted (WalSync.wrote) when
  * it runs (so its commit is fsynced) and is reported to `watch` (the read cache learns of changes).
  * Statements are classified by their SQL, not by better-sqlite3's `reader` flag, which is also
  * set for writes with RETURNING.
@@ -78,7 +99,7 @@ export function preparedCache(conn: BetterSqlite3.Database, wal?: WalSync, watch
   const mark = (st: BetterSqlite3.Statement, kind: StatementKind): BetterSqlite3.Statement => {
     if (!wal || kind === 'read') return st;
     const ran = () => {
-      wal.dirty = true;
+      wal.wrote();
       watch?.ran(kind);
     };
     return new Proxy(st, {
@@ -110,7 +131,11 @@ export function preparedCache(conn: BetterSqlite3.Database, wal?: WalSync, watch
   } as never;
 }
 
-/** After a statement outside a transaction (an autocommit write), wait for its fsync. */
+/**
+ * After a statement outside a transaction (an autocommit write), wait for its fsync. Only on the
+ * root Kysely instance: transactions run without plugins (KyselyStore.tx), and their commit is
+ * settled once, after it.
+ */
 export class SettleWrites implements KyselyPlugin {
   constructor(private readonly wal: WalSync) {}
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
