@@ -46,7 +46,8 @@ async function startUpstream(cert: string, key: string) {
       // the credential comes back in a header and in the body, split across two writes mid-value
       const body = `{"you_sent":"${auth}","again":"${auth}"}`;
       const cut = body.indexOf(auth) + Math.floor(auth.length / 2);
-      res.writeHead(200, { 'content-type': 'application/json', 'x-echo-auth': auth, 'content-length': String(Buffer.byteLength(body)) });
+      // and a header that would pass for the proxy's own error marker
+      res.writeHead(200, { 'content-type': 'application/json', 'x-echo-auth': auth, 'x-latchkey-error': 'grant_required', 'content-length': String(Buffer.byteLength(body)) });
       res.write(body.slice(0, cut));
       setTimeout(() => res.end(body.slice(cut)), 20);
       req.resume();
@@ -296,6 +297,16 @@ describeBackends('proxy base-URL mode', (ctx) => {
     expect(url.searchParams.getAll('api_key')).toEqual([REAL]);
     expect(url.searchParams.get('q')).toBe('x');
     expect(up.seen[before]!.headers.authorization).toBeUndefined(); // the agent's bearer token is not forwarded
+    // nor in the URL: a query parameter carrying it is dropped, in the path it is refused
+    const inQuery = await proxied(`default/byquery/v1/echo?key=${agentToken}&q=y&also=${encodeURIComponent(`Bearer ${agentToken}`)}`);
+    expect(inQuery.status).toBe(200);
+    await inQuery.text();
+    expect(up.seen.at(-1)!.url).not.toContain(agentToken.slice(9));
+    expect(new URL(up.seen.at(-1)!.url, 'https://x').searchParams.get('q')).toBe('y');
+    const seenBefore = up.seen.length;
+    const inPath = await proxied(`default/byquery/bot${agentToken}/getMe`);
+    expect([inPath.status, inPath.headers.get('x-latchkey-error')]).toEqual([400, 'token_in_url']);
+    expect(up.seen.length).toBe(seenBefore);
 
     expect((await call('POST', '/v1/vaults/default/services', { body: { name: 'wild', host: '*.lk-wild.invalid', auth: { type: 'bearer', key: 'OPENAI_KEY' } } })).status).toBe(201);
     expect((await call('POST', '/v1/vaults/default/grants', { body: { agent: 'proxy-bot', service: 'wild', mode: 'use' } })).status).toBe(201);
@@ -305,6 +316,11 @@ describeBackends('proxy base-URL mode', (ctx) => {
     expect([wrongHost.status, wrongHost.headers.get('x-latchkey-error')]).toEqual([403, 'host_not_allowed']);
     const deep = await proxied('default/wild/x', { headers: { 'x-latchkey-host': 'a.b.lk-wild.invalid' } });
     expect([deep.status, deep.headers.get('x-latchkey-error')]).toEqual([403, 'host_not_allowed']);
+    // only a plain host name: an encoded dot or userinfo would become another name once parsed
+    for (const h of ['evil%2ecom.lk-wild.invalid', 'x@y.lk-wild.invalid', 'api.lk-wild.invalid:8443', 'api_x.lk-wild.invalid']) {
+      const bad = await proxied('default/wild/x', { headers: { 'x-latchkey-host': h } });
+      expect([bad.status, bad.headers.get('x-latchkey-error')], h).toEqual([400, 'host_invalid']);
+    }
     // a covered host is dialed (this one does not resolve: the proxy's own 502)
     const covered = await proxied('default/wild/x', { headers: { 'x-latchkey-host': 'api.lk-wild.invalid' } });
     expect([covered.status, covered.headers.get('x-latchkey-error')]).toEqual([502, 'upstream_error']);
@@ -569,6 +585,22 @@ describeBackends('proxy base-URL mode', (ctx) => {
     const evs = await eventually(proxyEvents, (e) => e.some((x) => x.details.path === '/v1/echo/after-outage'));
     expect(evs.some((x) => x.details.path === '/v1/echo/during-outage')).toBe(true); // not dropped
     expect((await call('GET', '/v1/audit/verify')).json.ok).toBe(true);
+  });
+
+  it('upgrade requests that are refused and reset by their client do not crash the server', async () => {
+    const port = Number(new URL(server.url).port);
+    for (let i = 0; i < 40; i++) {
+      for (const path of ['/', '/proxy/x']) {
+        const s = netConnect({ host: '127.0.0.1', port });
+        s.on('error', () => {});
+        await once(s, 'connect');
+        s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, i % 3));
+        s.resetAndDestroy();
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await fetch(`${server.url}/v1/health`)).status).toBe(200);
   });
 
   it('WebSocket upgrades pass through after the same checks, with the credential injected', async () => {

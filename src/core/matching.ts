@@ -134,19 +134,21 @@ export function hostMatches(m: HostMatcher, host: string, port: number | null): 
 }
 
 /**
- * The request path for matching: without query or fragment. Null when it is ambiguous (dot
- * segments, encoded dots, slashes or backslashes, control characters): an upstream could resolve
- * it to a path other than the one the prefix check saw, so no path rule admits it.
+ * The request path for matching: without its query. Null when it is ambiguous (dot segments, also
+ * encoded or with path parameters like `..;x`, encoded slashes or backslashes, control characters,
+ * a `#`, which no request target carries): an upstream could resolve it to a path other than the
+ * one the prefix check saw (the whole target is forwarded as sent), so no path rule admits it.
  */
 export function normalizePath(path: string): string | null {
+  if (path.includes('#')) return null;
   let p = path;
-  const q = p.search(/[?#]/);
+  const q = p.indexOf('?');
   if (q !== -1) p = p.slice(0, q);
   if (p === '') p = '/';
   if (!p.startsWith('/')) return null;
   if (/[\x00-\x20\x7f\\]/.test(p) || /%(?:2f|5c|00)/i.test(p)) return null;
   for (const seg of p.split('/')) {
-    const s = seg.replace(/%2e/gi, '.');
+    const s = seg.replace(/%2e/gi, '.').split(/;|%3b/i)[0];
     if (s === '.' || s === '..') return null;
   }
   return p;

@@ -78,6 +78,9 @@ export function baseUrlProxy(pipeline: ProxyPipeline, headers: ReadonlyArray<rea
     app.all('/proxy/*', { onRequest, schema: { hide: true } }, async () => undefined);
 
     app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // Node takes its own error listener off a socket it hands to 'upgrade': without one, a client
+      // that resets the connection while it is answered would crash the process
+      socket.on('error', () => socket.destroy());
       if (!(req.url ?? '').startsWith(BASE_PREFIX)) {
         // nobody else serves upgrades on the control plane
         if (app.server.listenerCount('upgrade') === 1) socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');

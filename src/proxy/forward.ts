@@ -96,6 +96,8 @@ function problemBody(status: number, code: string, detail: string, hint?: string
 
 /** A response written straight onto a socket (CONNECT answers, before any HTTP server owns it). */
 function rawReply(socket: Duplex, status: number, code: string, detail: string, hint?: string, extra: Record<string, string> = {}): void {
+  // a socket taken from the HTTP server (upgrade, CONNECT) has no error listener of Node's any more
+  if (!socket.listenerCount('error')) socket.on('error', () => socket.destroy());
   const body = problemBody(status, code, detail, hint);
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,

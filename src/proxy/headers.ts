@@ -76,7 +76,10 @@ export function upstreamRequestHeaders(rawHeaders: string[], o: UpstreamHeaderOp
   return out;
 }
 
-/** Response headers for the client: hop-by-hop removed, values redacted. */
+/**
+ * Response headers for the client: hop-by-hop removed, values redacted, and no `X-Latchkey-*`
+ * header of the upstream's (a proxy error is marked with X-Latchkey-Error and nothing else may look like one).
+ */
 export function clientResponseHeaders(h: Record<string, string | string[] | undefined>, r: Redactor, drop: Iterable<string> = []): Record<string, string | string[]> {
   const conn = new Set<string>();
   const c = h.connection;
@@ -86,10 +89,33 @@ export function clientResponseHeaders(h: Record<string, string | string[] | unde
   for (const [k, v] of Object.entries(h)) {
     if (v === undefined) continue;
     const l = k.toLowerCase();
-    if (HOP_BY_HOP.has(l) || conn.has(l) || dropSet.has(l)) continue;
+    if (HOP_BY_HOP.has(l) || conn.has(l) || dropSet.has(l) || l.startsWith('x-latchkey-')) continue;
     out[k] = Array.isArray(v) ? v.map((x) => r.redactString(x)) : r.redactString(v);
   }
   return out;
+}
+
+/**
+ * The agent's token never goes upstream in the URL either: query parameters carrying it are
+ * dropped (an SDK given the agent token as its API key may send it as `?key=`); in the path it is
+ * refused (null), as there is nothing to drop it from.
+ */
+export function withoutToken(path: string, token: string | null): string | null {
+  if (!token || token.length < 8) return path;
+  const q = path.indexOf('?');
+  const base = q === -1 ? path : path.slice(0, q);
+  const has = (s: string) => {
+    if (s.includes(token)) return true;
+    try {
+      return decodeURIComponent(s.replace(/\+/g, ' ')).includes(token);
+    } catch {
+      return false;
+    }
+  };
+  if (has(base)) return null;
+  if (q === -1 || !has(path.slice(q + 1))) return path;
+  const kept = path.slice(q + 1).split('&').filter((kv) => kv && !has(kv));
+  return kept.length ? `${base}?${kept.join('&')}` : base;
 }
 
 /** `/a/b?x=1&y=2` -> `/a/b?x=&y=` (the audit keeps parameter names, never values). */

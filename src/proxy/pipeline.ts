@@ -28,7 +28,7 @@ import type { OpContext, Principal } from '../core/principal.js';
 import { howToPropose, howToRequestUse, PROXY_TOKEN_HINT, ProxyAccess, type LocatedCredentials, type ProxyCaller } from '../core/proxy-access.js';
 import { AuditBatch } from './audit-batch.js';
 import { egressErrorOf, EgressDeniedError, EgressGuard, guardedConnector, type Resolver } from './egress.js';
-import { clientResponseHeaders, pathForAudit, upstreamRequestHeaders, withQuery } from './headers.js';
+import { clientResponseHeaders, pathForAudit, upstreamRequestHeaders, withoutToken, withQuery } from './headers.js';
 import { needlesFor, Redactor } from './redact.js';
 
 export interface ProxyTarget {
@@ -138,8 +138,18 @@ interface AuditFacts {
 }
 
 const EMPTY_REDACTOR = new Redactor([]);
+/** A DNS host name as X-Latchkey-Host may give it (lower case by then). */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 /** How long what a service's credentials become on the wire (injection, redactor) is reused. */
 const CREDENTIAL_TTL_MS = 30_000;
+
+/** The request's path for the audit row: never the agent's token, wherever the client put it. */
+function auditPath(t: ProxyTarget): string {
+  if (!t.token || t.token.length < 8) return t.path;
+  if (t.path.includes(t.token)) return t.path.split(t.token).join('[agent-token]');
+  // percent-encoded: withoutToken refuses or drops it; the row keeps no trace of its form either
+  return withoutToken(t.path, t.token) === t.path ? t.path : '/[a path carrying the agent token]';
+}
 
 function hostForUrl(h: string): string {
   return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
@@ -359,6 +369,8 @@ export class ProxyPipeline {
     this.checkHealthy();
     const caller = await this.authenticate(t.token, t.vault, t.mode, t.mode === 'base' ? (t.service ?? '') : null);
     facts.principal = caller.principal;
+    const upPath = withoutToken(t.path, t.token);
+    if (upPath === null) throw new ProxyError(400, 'token_in_url', 'the agent token is in the URL path; it never goes upstream', PROXY_TOKEN_HINT);
     let service: ServiceConfig | null = null;
     let grantId: string | null = null;
     let match: ReturnType<typeof matchService<ServiceConfig>> = null;
@@ -376,6 +388,9 @@ export class ProxyPipeline {
       if (m.wildcard) {
         const h = (t.host || '').toLowerCase();
         if (!h) throw new ProxyError(400, 'host_required', `service ${s.name} covers ${m.host}; say which host with the header X-Latchkey-Host: <host>`);
+        // a plain DNS name only: `evil%2ecom.github.com` or a full-width dot would match the one-label
+        // wildcard here and become another name once a URL parser decodes it
+        if (!HOST_NAME.test(h)) throw new ProxyError(400, 'host_invalid', `X-Latchkey-Host must be a plain host name (letters, digits, hyphens and dots), not ${JSON.stringify(h.slice(0, 80))}`);
         if (!hostMatches({ ...m, port: null }, h, null)) throw new ProxyError(403, 'host_not_allowed', `${h} is not covered by service ${s.name} (${m.host})`);
         host = h;
       } else host = m.host;
@@ -417,7 +432,7 @@ export class ProxyPipeline {
         if (caller.vault.passthrough === 1) {
           // blind passthrough allowed: forwarded with nothing injected
           facts.passthrough = true;
-          return { caller, service: null, scheme, host, port, path: t.path, injection: { headers: {}, query: {} }, redactor: EMPTY_REDACTOR, credentials: [], servedBy: {} };
+          return { caller, service: null, scheme, host, port, path: upPath, injection: { headers: {}, query: {} }, redactor: EMPTY_REDACTOR, credentials: [], servedBy: {} };
         }
         throw new ProxyError(403, 'no_service', `no service of vault ${caller.vault.name} matches ${host}:${port}`, howToPropose(caller.vault.name, host));
       }
@@ -436,7 +451,7 @@ export class ProxyPipeline {
     const located = await this.access.locateCredentials(caller.vault, service);
     facts.servedBy = located.servedBy;
     const { injection, redactor } = await this.wireFor(service, located);
-    return { caller, service, scheme, host, port, path: withQuery(t.path, injection.query), injection, redactor, credentials: facts.credentials, servedBy: located.servedBy };
+    return { caller, service, scheme, host, port, path: withQuery(upPath, injection.query), injection, redactor, credentials: facts.credentials, servedBy: located.servedBy };
   }
 
   /**
@@ -455,7 +470,7 @@ export class ProxyPipeline {
       const pe = this.refusal(err, t.mode);
       this.sendError(res, pe, requestId, t.responseHeaders);
       if (pe.code !== 'audit_unavailable' && pe.code !== 'proxy_closing' && (t.token || (pe.status !== 401 && pe.status !== 407))) {
-        this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
+        this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
       }
       req.resume();
       return;
@@ -518,14 +533,14 @@ export class ProxyPipeline {
       res.off('close', onClose);
       if (aborted && (res.destroyed || req.destroyed)) {
         errorCode = 'client_closed';
-        this.record(facts, method, t.path, 499, started, requestId, t.clientIp, errorCode);
+        this.record(facts, method, auditPath(t), 499, started, requestId, t.clientIp, errorCode);
         return;
       }
       const pe = this.upstreamError(err, p.host);
       if (pe.code !== 'egress_denied') this.log.warn({ code: pe.code, host: p.host }, 'proxy upstream failed');
       this.sendError(res, pe, requestId, t.responseHeaders);
       req.resume();
-      this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
+      this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
       return;
     }
     status = up.statusCode;
@@ -543,7 +558,7 @@ export class ProxyPipeline {
         res.off('close', onClose);
         const pe = new ProxyError(502, 'upstream_encoding', `the upstream answered with content-encoding ${encoding.slice(0, 40)}, which the proxy cannot redact`);
         this.sendError(res, pe, requestId, t.responseHeaders);
-        this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
+        this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
         return;
       }
       stages.push(dec);
@@ -567,7 +582,7 @@ export class ProxyPipeline {
     } finally {
       res.off('close', onClose);
     }
-    this.record(facts, method, t.path, status, started, requestId, t.clientIp, errorCode, headersAt);
+    this.record(facts, method, auditPath(t), status, started, requestId, t.clientIp, errorCode, headersAt);
   }
 
   /** Audits a `proxy.request` in the next batch. */
@@ -626,6 +641,7 @@ export class ProxyPipeline {
 
   /** Renders a ProxyError onto a raw socket (upgrade requests, and for the forward proxy's CONNECT). */
   writeSocketError(socket: Duplex, err: unknown, mode: 'base' | 'forward' = 'forward'): void {
+    if (!socket.listenerCount('error')) socket.on('error', () => socket.destroy());
     const pe = this.refusal(err, mode);
     const requestId = randomUUID();
     const body = this.problemBody(pe, requestId);
@@ -648,7 +664,7 @@ export class ProxyPipeline {
       const pe = this.refusal(err, t.mode);
       this.writeSocketError(socket, pe, t.mode);
       if (pe.code !== 'audit_unavailable' && pe.code !== 'proxy_closing' && (t.token || (pe.status !== 401 && pe.status !== 407))) {
-        this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
+        this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
       }
       return;
     }
@@ -662,7 +678,7 @@ export class ProxyPipeline {
     } catch (err) {
       const pe = this.upstreamError(err, p.host);
       this.writeSocketError(socket, pe, t.mode);
-      this.record(facts, method, t.path, pe.status, started, requestId, t.clientIp, pe.code);
+      this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
       return;
     }
     const upSock = up.socket;
@@ -688,7 +704,7 @@ export class ProxyPipeline {
       this.open.delete(conn);
       upSock.destroy();
       socket.destroy();
-      this.record(facts, method, t.path, 101, started, requestId, t.clientIp, null);
+      this.record(facts, method, auditPath(t), 101, started, requestId, t.clientIp, null);
     };
     upSock.on('close', finish);
     socket.on('close', finish);
