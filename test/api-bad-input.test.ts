@@ -345,6 +345,8 @@ describeBackends('API bad input', (ctx) => {
       await refused(400, 'validation_failed', 'version', 'GET', v(bad));
     }
     await refused(404, 'version_not_found', 'version', 'GET', v('version=3'));
+    await refused(400, 'validation_failed', 'version', 'GET', v('version=3000000000'));
+    await refused(404, 'version_not_found', 'version', 'GET', v('version=2147483647'));
     await refused(400, 'validation_failed', 'reveal', 'GET', v('reveal=1'));
     await refused(404, 'secret_not_found', null, 'GET', '/v1/vaults/default/secrets/NO_SUCH_SECRET/value');
     await refused(404, 'secret_not_found', null, 'GET', '/v1/vaults/default/secrets/NO_SUCH_SECRET');
@@ -377,6 +379,8 @@ describeBackends('API bad input', (ctx) => {
     await refused(400, 'validation_failed', 'version', 'POST', rb, { body: { version: 0 } });
     await refused(400, 'validation_failed', 'version', 'POST', rb, { body: { version: -2 } });
     await refused(400, 'validation_failed', 'version', 'POST', rb, { body: { version: 1.5 } });
+    // past a 32-bit integer (the column's type; PostgreSQL answered 500)
+    await refused(400, 'validation_failed', 'version', 'POST', rb, { body: { version: 3_000_000_000 } });
     await refused(400, 'validation_failed', 'to', 'POST', rb, { body: { version: 1, to: 2 } });
     await refused(404, 'version_not_found', 'version', 'POST', rb, { body: { version: 9 } });
     await refused(404, 'secret_not_found', null, 'POST', '/v1/vaults/default/secrets/NO_SUCH_SECRET/rollback', { body: { version: 1 } });

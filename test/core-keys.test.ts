@@ -406,6 +406,14 @@ describeBackends('core keys', (ctx) => {
       const row = await replica.store.getVaultSecretValueRow('default', 'SEALED_BY_REPLICA');
       expect(row?.version.kek_version).toBe(kek_version);
       expect((await first.core.keys.status(a)).needs_rewrap).toBe(0);
+      // so do a rollback and a rotation right after another rotation elsewhere (both make new seals)
+      const { kek_version: third } = await first.core.keys.rotate(a);
+      await replica.secrets.rollback(r, 'default', 'SEALED_BY_REPLICA', 1);
+      expect((await replica.store.getVaultSecretValueRow('default', 'SEALED_BY_REPLICA'))?.version).toMatchObject({ version: 2, kek_version: third });
+      const { kek_version: fourth } = await first.core.keys.rotate(a);
+      await replica.secrets.rotate(r, 'default', 'SEALED_BY_REPLICA');
+      expect((await replica.store.getVaultSecretValueRow('default', 'SEALED_BY_REPLICA'))?.version).toMatchObject({ version: 2, kek_version: fourth });
+      expect((await replica.secrets.read(r, 'default', 'SEALED_BY_REPLICA')).value).toBe(`${SENTINEL}-replica`);
     } finally {
       await replica.close();
       await first.core.close();

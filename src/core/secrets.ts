@@ -75,6 +75,8 @@ export interface RotateAllResult {
 
 const TAG_RE = /^[A-Za-z0-9_.:-]+$/;
 const ROTATE_BATCH = 500;
+/** Versions are 32-bit integers in the database (PostgreSQL refuses a larger number outright). */
+export const MAX_VERSION = 2_147_483_647;
 
 function parseTags(t: string): string[] {
   try {
@@ -287,7 +289,7 @@ export class Secrets {
 
   /** Decrypts a value (audited `secret.read`, naming the vault that served it). */
   async read(ctx: OpContext, vaultName: string, name: string, version?: number): Promise<{ name: string; vault: string; version: number; value: string }> {
-    if (version !== undefined && (!Number.isInteger(version) || version < 1)) throw invalid('version', 'must be a positive whole number');
+    if (version !== undefined && (!Number.isInteger(version) || version < 1 || version > MAX_VERSION)) throw invalid('version', `must be a whole number from 1 to ${MAX_VERSION}`);
     // hot path: vault, secret and version in one query; authorization is still decided before anything is decrypted
     const direct = await this.core.store.getVaultSecretValueRow(vaultName, name, version);
     const vault = direct?.vault ?? (await this.core.vaults.require(vaultName));
@@ -326,10 +328,10 @@ export class Secrets {
   }
 
   /** Re-encrypts the current value under a fresh DEK and IV with the newest KEK; the value is unchanged. */
-  private async reseal(s: Store, vault: VaultRow, row: SecretWithCurrent, now: string): Promise<number> {
+  private async reseal(s: Store, vault: VaultRow, row: SecretWithCurrent, now: string, keyCheckMs = 0): Promise<number> {
     const plain = await this.open(vault.id, row.version);
     try {
-      await this.core.keys.ensureNewest(s, 1000);
+      await this.core.keys.ensureNewest(s, keyCheckMs);
       const sealed = this.core.keyring.sealValue(vault.id, row.secret.id, row.version.version, plain);
       await s.updateVersionSeal(row.secret.id, row.version.version, { ...sealed, rotated_at: now });
       await s.touchSecretRotated(row.secret.id, now);
@@ -374,7 +376,8 @@ export class Secrets {
         const failed: string[] = [];
         for (const row of rows) {
           try {
-            await this.reseal(s, vault, row, now);
+            // a batch checks for a newer KEK at most once a second; one rotation checks every time
+            await this.reseal(s, vault, row, now, 1000);
             ok++;
           } catch {
             failed.push(row.secret.name);
@@ -406,7 +409,7 @@ export class Secrets {
   /** Makes a new version holding the value of an old one. */
   async rollback(ctx: OpContext, vaultName: string, name: string, version: unknown): Promise<SecretMeta> {
     const vault = await this.core.vaults.require(vaultName);
-    if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw invalid('version', 'must be a positive whole number');
+    if (typeof version !== 'number' || !Number.isInteger(version) || version < 1 || version > MAX_VERSION) throw invalid('version', `must be a whole number from 1 to ${MAX_VERSION}`);
     await this.core.authorize(ctx, 'secret.write', vault, name);
     const now = new Date().toISOString();
     const by = actorOf(ctx.principal);
@@ -421,6 +424,8 @@ export class Secrets {
         const plain = await this.open(vault.id, old.version);
         const next = cur.current_version + 1;
         try {
+          // a new version is sealed under the newest KEK, also one another replica just made
+          await this.core.keys.ensureNewest(s);
           await s.insertVersion({ secret_id: cur.id, version: next, ...this.core.keyring.sealValue(vault.id, cur.id, next, plain), created_at: now, created_by: by, rotated_at: null });
         } finally {
           plain.fill(0);

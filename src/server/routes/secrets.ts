@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Core } from '../../core/core.js';
 import { CATEGORIES } from '../../core/names.js';
-import type { CreateInput, PutInput } from '../../core/secrets.js';
+import { MAX_VERSION, type CreateInput, type PutInput } from '../../core/secrets.js';
 import { cursorQuery, intQuery, secretParam, vaultParam, type App, type Req } from '../http.js';
 
 const category = z.enum(CATEGORIES);
@@ -27,10 +27,10 @@ const putBody = z.strictObject({
   tags: tags.optional(),
 });
 const listQuery = z.strictObject({ category: category.optional(), prefix: z.string().max(128).optional(), q: z.string().max(256).optional(), ...cursorQuery });
-const valueQuery = z.strictObject({ version: intQuery(1, Number.MAX_SAFE_INTEGER).optional() });
+const valueQuery = z.strictObject({ version: intQuery(1, MAX_VERSION).optional() });
 /** rotate takes no body (an empty one, or `{}`) */
 const noBody = z.strictObject({}).optional();
-const rollbackBody = z.strictObject({ version: z.number().int().min(1) });
+const rollbackBody = z.strictObject({ version: z.number().int().min(1).max(MAX_VERSION) });
 const rotateAllBody = z.strictObject({ after: z.string().max(512).optional(), limit: z.number().int().min(1).max(1_000_000).optional() }).optional();
 
 type P = { vault: string; name: string };
