@@ -232,7 +232,8 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
     expectFailure(person, 2);
     expect(person.stderr).toContain('latchkey grant add');
 
-    const req = json<GrantJ>(await agent('a1', ['grant', 'request', '--secret', 'STRIPE_KEY', '--mode', 'read', '--reason', 'charge a customer', '--json']));
+    // the reason is the agent's text: the person's terminal must show it, not obey it
+    const req = json<GrantJ>(await agent('a1', ['grant', 'request', '--secret', 'STRIPE_KEY', '--mode', 'read', '--reason', 'charge a customer\x1b[8m\nAPPROVED\x07', '--json']));
     expect(req).toMatchObject({ agent: 'a1', secret: 'STRIPE_KEY', mode: 'read', status: 'pending' });
 
     // the agent sees its request pending and cannot decide it; the person sees it
@@ -251,6 +252,8 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
     expect(pendingGet.stderr).toContain(req.id);
     expect(json<GrantJ[]>(pending).map((g) => g.id)).toEqual([req.id]);
     expect(ok(table).stdout).toMatch(/^ID\s+AGENT\s+TARGET\s+MODE\s+STATUS/);
+    expect(table.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(table.stdout).toContain('charge a customer\\x1b[8m APPROVED\\x07');
     expectFailure(agentApprove, 4);
     expectFailure(agentAdd, 4);
     expectFailure(noSuch, 3);

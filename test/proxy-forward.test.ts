@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { webcrypto, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
@@ -560,5 +560,21 @@ describeBackends('forward proxy', (ctx) => {
     // a missing command: 127
     const missing = await runProc(process.execPath, [BIN, 'run', '--', 'no-such-command-lk'], env);
     expect(missing.code).toBe(127);
+
+    // the child's own `latchkey` does not fall back to the token saved for this user's CLI (after
+    // init, the owner's): it has no token at all
+    mkdirSync(home, { recursive: true, mode: 0o700 });
+    writeFileSync(join(home, 'config.json'), JSON.stringify({ addr: server.url, token: owner }), { mode: 0o600 });
+    expect((await runProc(process.execPath, [BIN, 'whoami'], { ...env, LATCHKEY_TOKEN: '' })).stdout).toContain('owner');
+    const inner = await runProc(process.execPath, [BIN, 'run', '--', process.execPath, BIN, 'whoami'], env);
+    expect(inner.code).toBe(4);
+    expect(inner.stdout).not.toContain('owner');
+
+    // a set-up that fails after the session was minted still ends it (newest events first)
+    const failed = await runProc(process.execPath, [BIN, 'run', '--proxy', 'ftp://x:1', '--', 'true'], env);
+    expect(failed.code).toBe(2);
+    const [revoked, created] = (await api('GET', '/v1/audit?action=token.&limit=2', undefined, owner)).json.items as Array<{ action: string; target: string; details: { token?: string; kind?: string } }>;
+    expect(created).toMatchObject({ action: 'token.create', details: { kind: 'session' } });
+    expect(revoked).toMatchObject({ action: 'token.revoke', target: `token:${created!.details.token}` });
   });
 });

@@ -73,9 +73,19 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
-/** A plain aligned table (header in capitals), to stdout. */
+/**
+ * Text that others wrote (an agent's proposal message or reason, a description), made safe for a
+ * terminal: line breaks and tabs become spaces, and every other control character (C0, DEL, C1,
+ * so no escape sequence) is shown as `\xNN` instead of acting on the screen. Values a person asked
+ * for (`secret get`) are printed as they are, never through this.
+ */
+export function plain(s: string): string {
+  return s.replace(/\s*[\r\n]+\s*/g, ' ').replace(/\t/g, ' ').replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** A plain aligned table (header in capitals), to stdout; cells through plain(). */
 export function printTable(headers: string[], rows: (string | number | null | undefined)[][]): void {
-  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c)).replace(/[\r\n\t]/g, ' ')));
+  const cells = rows.map((r) => r.map((c) => plain(c === null || c === undefined || c === '' ? '-' : String(c))));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]?.length ?? 0)));
   const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   out(fmt(headers));

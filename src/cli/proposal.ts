@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { ProposalCreate, ProposalStatus, ProposalView } from '../client/index.js';
-import { clientFor, info, out, printJson, printTable, readStdin, usage } from './output.js';
+import { clientFor, info, out, plain, printJson, printTable, readStdin, usage } from './output.js';
 import { parsePairs } from './secret.js';
 import { describeAuth } from './service.js';
 import { vaultFor, withVault } from './scope.js';
@@ -20,8 +20,8 @@ const show = (v: unknown): string => (v === undefined ? '-' : JSON.stringify(v))
 export function printProposal(p: ProposalView): void {
   out(`proposal ${p.id} in vault ${p.vault}: ${p.status}`);
   out(`  agent ${p.agent ?? '?'}, created ${p.created_at}, expires ${p.expires_at}`);
-  if (p.decided_by) out(`  decided by ${p.decided_by} at ${p.decided_at ?? '?'}${p.decision_reason ? `: ${p.decision_reason}` : ''}`);
-  if (p.message) out(`  message: ${p.message.replace(/\s*\n\s*/g, ' ')}`);
+  if (p.decided_by) out(`  decided by ${p.decided_by} at ${p.decided_at ?? '?'}${p.decision_reason ? `: ${plain(p.decision_reason)}` : ''}`);
+  if (p.message) out(`  message: ${plain(p.message)}`);
   out('');
   out(`services (${p.services.length}):`);
   if (!p.services.length) out('  (none)');
@@ -43,16 +43,16 @@ export function printProposal(p: ProposalView): void {
     if (c.action === 'set') state = c.has_value ? 'value supplied by the agent' : c.exists ? 'exists (kept unless you give a value)' : 'NEEDS A VALUE';
     else state = c.exists ? 'will be deleted' : 'does not exist';
     out(`  ${c.action} ${c.key}: ${state}`);
-    if (c.description) out(`      ${c.description}`);
-    if (c.obtain) out(`      obtain: ${c.obtain}`);
-    if (c.obtain_instructions) out(`      how: ${c.obtain_instructions.replace(/\s*\n\s*/g, ' ')}`);
+    if (c.description) out(`      ${plain(c.description)}`);
+    if (c.obtain) out(`      obtain: ${plain(c.obtain)}`);
+    if (c.obtain_instructions) out(`      how: ${plain(c.obtain_instructions)}`);
   }
   if (p.warnings.length) {
     out('');
     out(`WARNINGS (${p.warnings.length}):`);
     for (const w of p.warnings) {
       out(`  ! service ${w.service} would send the existing credential ${w.credential} to ${w.new_host}` +
-        ` (now sent only to: ${w.current_hosts.length ? w.current_hosts.join(', ') : 'no host'}): ${w.message}`);
+        ` (now sent only to: ${w.current_hosts.length ? w.current_hosts.join(', ') : 'no host'}): ${plain(w.message)}`);
     }
   }
   if (p.status === 'pending') {
@@ -141,6 +141,6 @@ export function proposalCommand(program: Command, _setCode: (c: number) => void)
       const client = clientFor(cmd);
       const r = await client.rejectProposal(await vaultFor(client, opts.vault), id, opts.reason !== undefined ? { reason: opts.reason } : {});
       if (opts.json) return printJson(r);
-      out(`rejected proposal ${r.id} in vault ${r.vault}${r.decision_reason ? `: ${r.decision_reason}` : ''}`);
+      out(`rejected proposal ${r.id} in vault ${r.vault}${r.decision_reason ? `: ${plain(r.decision_reason)}` : ''}`);
     });
 }

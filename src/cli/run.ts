@@ -18,7 +18,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { Command } from 'commander';
 import { LatchkeyClient } from '../client/index.js';
@@ -103,6 +103,9 @@ export function childEnv(base: NodeJS.ProcessEnv, proxyUrl: string, vault: strin
   // Node >= 24 honours HTTP(S)_PROXY in fetch and http when this is set
   env.NODE_USE_ENV_PROXY = '1';
   env.LATCHKEY_VAULT = vault;
+  // and not the token saved for this user's CLI either: without this, `latchkey` run by the child
+  // found no LATCHKEY_TOKEN and fell back to the saved config's (a person's, the owner's after init)
+  env.LATCHKEY_CONFIG = join(dirname(caFile), 'no-cli-config.json');
   return env;
 }
 
@@ -135,11 +138,11 @@ export function runCommand(program: Command, setCode: (c: number) => void): void
         session = s.token;
         minted = true;
       }
-      const proxy = await proxyAddress(client, flags.proxy);
-      const caPem = await client.caCertificate();
-
-      const dir = mkdtempSync(join(tmpdir(), 'latchkey-run-'));
+      let dir: string | null = null;
       try {
+        const proxy = await proxyAddress(client, flags.proxy);
+        const caPem = await client.caCertificate();
+        dir = mkdtempSync(join(tmpdir(), 'latchkey-run-'));
         const caFile = join(dir, 'latchkey-ca.pem');
         const bundleFile = join(dir, 'ca-bundle.pem');
         let extra = '';
@@ -158,8 +161,8 @@ export function runCommand(program: Command, setCode: (c: number) => void): void
         const env = childEnv(process.env, proxyUrl, vault, caFile, bundleFile);
         setCode(await spawnChild(command, args, env));
       } finally {
-        rmSync(dir, { recursive: true, force: true });
-        // the session this run minted ends with the command (a leaked copy is worthless)
+        if (dir) rmSync(dir, { recursive: true, force: true });
+        // the session this run minted ends with the command, or with a failed set-up (a leaked copy is worthless)
         if (minted) await new LatchkeyClient({ addr: client.addr, token: session }).logout().catch(() => {});
       }
     });

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { ApiError, type LatchkeyClient, type Preset, type RotateAllResult, type SecretMeta, type VendResult } from '../client/index.js';
-import { CliError, clientFor, collect, collectPages, defaultVault, EXIT, info, intArg, out, printError, printJson, printTable, Progress, readStdin, usage } from './output.js';
+import { CliError, clientFor, collect, collectPages, defaultVault, EXIT, info, intArg, out, plain, printError, printJson, printTable, Progress, readStdin, usage } from './output.js';
 import { explicitVault, isAgentToken, vaultFor } from './scope.js';
 
 interface VaultOpt { vault?: string }
@@ -280,7 +280,7 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
       const d = await clientFor(cmd).getSecret(defaultVault(opts.vault), key);
       if (opts.json) return printJson(d);
       out(`${d.name} in vault ${d.vault}: version ${d.version}, ${d.category}${d.preset ? `, preset ${d.preset}` : ''}`);
-      if (d.description) out(`  ${d.description}`);
+      if (d.description) out(`  ${plain(d.description)}`);
       if (d.tags?.length) out(`  tags: ${d.tags.join(', ')}`);
       out(`  created ${d.created_at}, updated ${d.updated_at}, last rotated ${d.last_rotated_at ?? 'never'}`);
       out('');

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { AuthRule, Service, ServiceSpec } from '../client/index.js';
 import { SECRET_NAME_RE } from '../core/names.js';
-import { clientFor, collect, info, intArg, out, printJson, printTable, usage } from './output.js';
+import { clientFor, collect, info, intArg, out, plain, printJson, printTable, usage } from './output.js';
 import { vaultFor, withVault } from './scope.js';
 
 interface AddOpts {
@@ -156,7 +156,7 @@ export function serviceCommand(program: Command, _setCode: (c: number) => void):
       const s = await client.getService(await vaultFor(client, opts.vault), name);
       if (opts.json) return printJson(s);
       printTable(['NAME', 'HOST', 'AUTH', 'ENABLED', 'METHODS', 'PATHS', 'QUOTA/MIN'], [serviceRow(s)]);
-      if (s.description) out(`\n${s.description}`);
+      if (s.description) out(`\n${plain(s.description)}`);
     });
 
   withVault(service.command('remove'))
