@@ -554,6 +554,21 @@ describeBackends('authorization matrix', (ctx) => {
     expect((await call('POST', '/v1/vaults/beta/agents', { token: token.otherAdmin, body: { name: own.name } })).status).toBe(403);
     await ok('POST', '/v1/vaults/beta/agents', owner(), { name: own.name });
 
+    // a vault's events are filed under its name: the admin of a new vault with a deleted vault's
+    // name does not read the old one's history (instance admins still do)
+    const reused = uniq('reused-');
+    await ok('POST', '/v1/vaults', owner(), { name: reused });
+    await ok('PUT', `/v1/vaults/${reused}/secrets/OLD_KEY`, owner(), { value: 'v-old' });
+    await ok('GET', `/v1/vaults/${reused}/secrets/OLD_KEY/value`, owner());
+    await ok('DELETE', `/v1/vaults/${reused}`, owner());
+    await new Promise((r) => setTimeout(r, 5));
+    await ok('POST', '/v1/vaults', token.otherAdmin, { name: reused });
+    const mine: any = await ok('GET', `/v1/audit?vault=${reused}&limit=100`, token.otherAdmin);
+    expect(mine.items.map((e: { action: string }) => e.action)).toEqual(['vault.create']);
+    expect(mine.items[0]).toMatchObject({ actor: 'user:admin-beta@example.com' });
+    const all: any = await ok('GET', `/v1/audit?vault=${reused}&limit=100`, owner());
+    expect(all.items.map((e: { action: string }) => e.action)).toEqual(expect.arrayContaining(['secret.create', 'secret.read', 'vault.delete']));
+
     // a session is a credential acting as the agent: its minting is in the audit log
     const sess = await ok('POST', '/v1/sessions', token.agentNone, { vault: 'alpha', ttl: 300 });
     const page: any = await ok('GET', '/v1/audit?action=token.create&limit=20', owner());

@@ -213,6 +213,16 @@ describeBackends('core audit', (ctx) => {
     expect(r.ok).toBe(false);
     expect(r.first_bad?.seq).toBe(h.seq + 1);
     await restore();
+    // rows numbered at or below the start of the chain (0, negative): the walk starts after them,
+    // but a query lists them, so verify must report them
+    for (const seq of [0, -7]) {
+      await raw.run(`insert into audit_events (${COLS.join(', ')}) values (${COLS.map(() => '?').join(', ')})`,
+        COLS.map((c) => (c === 'seq' ? seq : c === 'id' ? `forged-below-${-seq}` : c === 'actor' ? 'user:alice@example.test' : copy[c])));
+      r = await verify();
+      expect(r.ok, `seq ${seq}`).toBe(false);
+      expect(r.first_bad, `seq ${seq}`).toEqual({ seq, reason: expect.stringMatching(/inserted/) });
+      await restore();
+    }
   });
 
   it('detects reordered events (seq numbers swapped, ids swapped, contents swapped)', async () => {

@@ -246,6 +246,12 @@ export class AuditLog {
     if (!firstBad && (head.seq !== lastSeq || head.hash !== prev)) {
       firstBad = { seq: lastSeq + 1, reason: `the chain head (seq ${head.seq}) does not match the last stored event (seq ${lastSeq}): events were removed from the tail or the head was altered` };
     }
+    if (!firstBad) {
+      // the retained log starts after the anchor: a row at or below it is no event of the chain
+      // (the walk never reads it, but a query would list it)
+      const [below] = await store.queryAudit({ beforeSeq: start.anchor_seq + 1, limit: 1 });
+      if (below) firstBad = { seq: below.seq, reason: `an event numbered at or below the start of the log (seq ${start.anchor_seq}) is not part of the chain: it was inserted` };
+    }
     if (!firstBad && !anchorVouched) {
       firstBad = {
         seq: start.anchor_seq + 1,

@@ -38,9 +38,13 @@ export function auditRoutes(core: Core) {
       const vault = q.vault ? await core.store.getVault(q.vault) : null;
       await core.authorize(req.ctx, 'audit.read', vault);
       if (q.agent && q.actor) throw invalid('agent', 'give either actor or agent, not both');
+      // events name their vault by name: a vault's admin reads its events from its creation on, not
+      // those of an earlier, deleted vault that had the same name (instance admins read everything)
+      let since = timeParam(q.since, 'since');
+      if (vault && (!since || since < vault.created_at) && !(await core.can(req.ctx, 'audit.read', null))) since = vault.created_at;
       return core.audit.query(core.store, {
         vault: q.vault, actor: q.agent ? `agent:${q.agent}` : q.actor, target: q.secret, action: q.action, outcome: q.outcome,
-        since: timeParam(q.since, 'since'), until: timeParam(q.until, 'until'), q: q.q, limit: q.limit ?? 100,
+        since, until: timeParam(q.until, 'until'), q: q.q, limit: q.limit ?? 100,
         beforeSeq: q.cursor ? Number(q.cursor) : undefined,
       });
     });
