@@ -461,6 +461,12 @@ describeBrowser('web console', () => {
     await page.getByText('Enter a value for STRIPE_KEY').waitFor(); // the browser asks before sending
     await page.getByLabel('Value for STRIPE_KEY').fill(STRIPE_VALUE);
     expect(await page.content()).not.toContain(STRIPE_VALUE);
+    // Enter in the value field does not approve: only the Allow button does
+    const sent = requests.length;
+    await page.getByLabel('Value for STRIPE_KEY').press('Enter');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await page.locator('.page-header .st-approved').count()).toBe(0);
+    expect(requests.slice(sent).filter((r) => r.startsWith('POST'))).toEqual([]);
     await page.getByRole('button', { name: 'Allow' }).click();
     await page.getByText(/^Allowed\. Set STRIPE_KEY/).waitFor();
     await page.locator('.page-header .st-approved').waitFor();

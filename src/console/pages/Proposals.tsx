@@ -3,7 +3,7 @@
  * (/approve?token=lk_appr_…). The link only reads; deciding needs a signed-in person, who fills
  * in the values the agent cannot know (uncontrolled password fields, read once on Allow).
  */
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type FormEvent, type KeyboardEvent, type ReactNode } from 'react';
 import { ApiError, lk, type Me, type ProposalService, type ProposalStatus, type ProposalView } from '../api';
 import { Link, navigate, useLocation } from '../router';
 import { useSession } from '../session';
@@ -172,8 +172,17 @@ function ProposalReview({ p, canDecide, onDecided, loginSlot }: { p: ProposalVie
   const pending = p.status === 'pending';
   const setSlots = p.credentials.filter((c) => c.action === 'set');
 
+  // Enter in a value field does not submit: approving is a click on Allow, not a key in a field
+  const noEnterSubmit = (e: KeyboardEvent<HTMLFormElement>) => {
+    if (e.key === 'Enter' && e.target instanceof HTMLInputElement) e.preventDefault();
+  };
+
   const approve = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
+    // only the Allow button decides: Enter in a value field (the browser's implicit submission,
+    // also while the Allow button is hidden for denying) must not approve the whole proposal
+    const submitter = (e.nativeEvent as SubmitEvent).submitter;
+    if (!(submitter instanceof HTMLButtonElement) || submitter.name !== 'allow') return;
     const fd = new FormData(e.currentTarget);
     const credentials: Record<string, string> = {};
     const next: Record<string, string> = {};
@@ -262,7 +271,7 @@ function ProposalReview({ p, canDecide, onDecided, loginSlot }: { p: ProposalVie
         </section>
       ) : null}
 
-      <form onSubmit={approve} onInput={clearErrorOnInput(setErrs)} noValidate autoComplete="off">
+      <form onSubmit={approve} onKeyDown={noEnterSubmit} onInput={clearErrorOnInput(setErrs)} noValidate autoComplete="off">
         {p.credentials.length ? (
           <section className="card" aria-labelledby="pc-title">
             <h2 id="pc-title">Credentials</h2>
@@ -334,7 +343,7 @@ function ProposalReview({ p, canDecide, onDecided, loginSlot }: { p: ProposalVie
                   <button type="button" className="btn btn-danger-ghost" onClick={() => setRejecting(true)} disabled={!!busy}>
                     Deny
                   </button>
-                  <button type="submit" className="btn btn-primary" disabled={!!busy}>
+                  <button type="submit" name="allow" className="btn btn-primary" disabled={!!busy}>
                     {busy === 'approve' ? 'Allowing…' : 'Allow'}
                   </button>
                 </div>

@@ -453,6 +453,10 @@ export function SecretDetail({ name }: { name: string }) {
   const { vault } = useSession();
   const s = useAsync<Detail>(() => lk.secret(vault, name), [vault, name]);
   const [revealed, setRevealed] = useState<{ version: number; value: string } | null>(null);
+  // which secret is on the page now: a reveal still in flight when it changes must not show its
+  // value under the other one's name
+  const shown = useRef(`${vault}/${name}`);
+  shown.current = `${vault}/${name}`;
   const [notice, setNotice] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState<string | null>(null);
@@ -482,8 +486,9 @@ export function SecretDetail({ name }: { name: string }) {
 
   const reveal = (version?: number) =>
     act('reveal', async () => {
+      const asked = `${vault}/${name}`;
       const r = await lk.revealSecret(vault, name, version);
-      setRevealed({ version: r.version, value: r.value });
+      if (shown.current === asked) setRevealed({ version: r.version, value: r.value });
     });
 
   const d = s.data;
