@@ -285,6 +285,34 @@ describeBrowser('web console', () => {
     expect(reads.json.items[0]).toMatchObject({ action: 'secret.read', actor: `user:${EMAIL}`, target: 'skill:openai:access_token', outcome: 'ok' });
   });
 
+  it('a reveal still in flight when the page moves to another secret is not shown under that one', async () => {
+    const A = 'RACE_A';
+    const B = 'RACE_B';
+    const valueA = `race-a-${SENTINEL}`;
+    expect((await call('PUT', `/v1/vaults/default/secrets/${A}`, { token: ownerToken, body: { value: valueA } })).status).toBe(201);
+    expect((await call('PUT', `/v1/vaults/default/secrets/${B}`, { token: ownerToken, body: { value: 'race-b' } })).status).toBe(201);
+    // B's page, then A's within the app (the detail page stays mounted), reveal A slowly, back to B
+    await page.goto(`/secrets/${B}`);
+    await page.getByRole('heading', { name: B }).waitFor();
+    await page.evaluate((to) => {
+      history.pushState({}, '', to);
+      dispatchEvent(new PopStateEvent('popstate'));
+    }, `/secrets/${A}`);
+    await page.getByRole('heading', { name: A }).waitFor();
+    await page.route(`**/secrets/${A}/value*`, async (route) => {
+      await new Promise((r) => setTimeout(r, 700));
+      await route.continue();
+    });
+    await page.getByRole('button', { name: 'Reveal', exact: true }).click();
+    await page.goBack();
+    await page.getByRole('heading', { name: B }).waitFor();
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(await page.content()).not.toContain(valueA);
+    expect(await page.getByTestId('secret-value').count()).toBe(0);
+    await page.unroute(`**/secrets/${A}/value*`);
+    for (const n of [A, B]) expect((await call('DELETE', `/v1/vaults/default/secrets/${n}`, { token: ownerToken })).status).toBe(200);
+  });
+
   it('creates an agent; its token is shown once and works', async () => {
     await nav('Agents');
     await page.getByText('No agents yet').waitFor();
