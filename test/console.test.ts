@@ -294,10 +294,7 @@ describeBrowser('web console', () => {
     // B's page, then A's within the app (the detail page stays mounted), reveal A slowly, back to B
     await page.goto(`/secrets/${B}`);
     await page.getByRole('heading', { name: B }).waitFor();
-    await page.evaluate((to) => {
-      history.pushState({}, '', to);
-      dispatchEvent(new PopStateEvent('popstate'));
-    }, `/secrets/${A}`);
+    await page.evaluate(`history.pushState({}, '', '/secrets/${A}'); dispatchEvent(new PopStateEvent('popstate'));`);
     await page.getByRole('heading', { name: A }).waitFor();
     await page.route(`**/secrets/${A}/value*`, async (route) => {
       await new Promise((r) => setTimeout(r, 700));

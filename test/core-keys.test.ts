@@ -5,7 +5,8 @@
  * passphrase (Argon2id, parameters stored beside the keyring). Secret values decrypt throughout.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { writeKeyFile } from '../src/crypto/master.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openCore, rekey } from '../src/core/bootstrap.js';
@@ -274,6 +275,31 @@ describeBackends('core keys', (ctx) => {
     const dump = JSON.stringify(dumpAfter);
     expect(dump).not.toContain(SENTINEL);
     expect(dump).not.toContain(KEY_A);
+  });
+
+  it('rekey to a generated key with the old key from the environment saves the new key before sealing under it', async () => {
+    const db = await ctx.freshDatabase();
+    const first = await open(db, { LATCHKEY_MASTER_KEY: KEY_A }, true);
+    await first.core.close();
+    const r = await rekey({ home: db.home, databaseUrl: db.databaseUrl, env: { LATCHKEY_MASTER_KEY: KEY_A } });
+    const saved = join(db.home, 'master.key.new');
+    expect(r).toMatchObject({ newKeyFile: saved, newKey: expect.any(String) });
+    expect(readFileSync(saved, 'utf8').trim()).toBe(r.newKey);
+    expect(statSync(saved).mode & 0o777).toBe(0o600);
+    expect((await fails(open(db, { LATCHKEY_MASTER_KEY: KEY_A }))).message).toMatch(/does not match/);
+    const again = await open(db, { LATCHKEY_MASTER_KEY: r.newKey! });
+    await again.core.close();
+  });
+
+  it('a key file made for a new data dir never replaces one that appeared meanwhile (two processes initialising at once)', () => {
+    const dir = join(ctx.home, 'race-keyfile');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'master.key');
+    writeKeyFile(path, randomBytes(32), { exclusive: true });
+    const winner = readFileSync(path, 'utf8');
+    expect(() => writeKeyFile(path, randomBytes(32), { exclusive: true })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(readFileSync(path, 'utf8')).toBe(winner);
+    expect(readdirSync(dir)).toEqual(['master.key']);
   });
 
   it('key file: init writes <home>/master.key 0600, a permissive mode is refused, rekey replaces the file (crash-safe)', async () => {

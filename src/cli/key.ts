@@ -82,14 +82,16 @@ export function keyCommand(program: Command, _setCode: (c: number) => void): voi
       const r = await rekey({ home, databaseUrl: opts.databaseUrl ?? (process.env.LATCHKEY_DATABASE_URL || undefined), ...(newKey !== undefined ? { newKey } : {}) });
       if (opts.json) return printJson({ home, keys: r.keys, new_key_file: r.newKeyFile, new_key: r.newKey, restart_required: true });
       out(`re-sealed ${r.keys} key${r.keys === 1 ? '' : 's'} under the new master key (secrets untouched)`);
-      if (r.newKeyFile) out(`the new master key was written to ${r.newKeyFile} (mode 0600); back it up, the old key no longer opens this data`);
       if (r.newKey) {
         out('');
-        out('New master key (shown once):');
+        out('New master key:');
         out('');
         out(`  ${r.newKey}`);
         out('');
         out('Set LATCHKEY_MASTER_KEY to it before restarting; the old key no longer opens this data.');
+        if (r.newKeyFile) out(`It was saved to ${r.newKeyFile} (mode 0600) before the data was sealed under it: delete that file once the key is stored safely.`);
+      } else if (r.newKeyFile) {
+        out(`the new master key was written to ${r.newKeyFile} (mode 0600); back it up, the old key no longer opens this data`);
       } else if (newKey !== undefined && !r.newKeyFile) {
         out('Set LATCHKEY_MASTER_KEY to the new key before restarting; the old key no longer opens this data.');
       }

@@ -143,7 +143,14 @@ async function initialise(store: KyselyStore, opts: OpenOptions, info: (s: Maste
     const key = generateMasterKey();
     keyFile = masterKeyPath(opts.home);
     mkdirSync(opts.home, { recursive: true, mode: 0o700 });
-    writeKeyFile(keyFile, key);
+    try {
+      writeKeyFile(keyFile, key, { exclusive: true });
+    } catch (err) {
+      // another process initialising this data dir at the same moment made its key first: nothing
+      // is written here, and starting again uses that key
+      if ((err as { code?: string }).code === 'EEXIST') throw new StartupError(`another process created ${keyFile} while this one was initialising; nothing was written: start again`);
+      throw err;
+    }
     source = { kind: 'raw', origin: 'file', key, path: keyFile };
   }
   const kdf = source.kind === 'passphrase' ? defaultKdfParams() : null;
@@ -205,7 +212,10 @@ export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ 
     const useFile = core.info.masterSource === 'file' && opts.newKey === undefined;
     const path = masterKeyPath(opts.home);
     const pending = `${path}.new`;
-    if (useFile) {
+    // a generated key is on disk before the data is sealed under it: with the old key in a file it
+    // replaces that file after the commit; with the old key from the environment it stays in
+    // master.key.new for the operator (printing it after the commit alone could lose it)
+    if (opts.newKey === undefined) {
       rmSync(pending, { force: true });
       writeKeyFile(pending, newMaster);
     }
@@ -220,7 +230,7 @@ export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ 
       renameSync(pending, path);
       return { newKeyFile: path, newKey: null, keys: rows.length };
     }
-    return { newKeyFile: null, newKey: opts.newKey === undefined ? newMaster.toString('base64') : null, keys: rows.length };
+    return { newKeyFile: opts.newKey === undefined ? pending : null, newKey: opts.newKey === undefined ? newMaster.toString('base64') : null, keys: rows.length };
   } finally {
     await core.close();
   }

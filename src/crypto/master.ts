@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { writeFileSync, renameSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { writeFileSync, renameSync, openSync, fsyncSync, closeSync, linkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { KEY_BYTES } from './aead.js';
 
@@ -101,8 +101,12 @@ export async function stretchPassphrase(passphrase: string, p: KdfParams): Promi
   return Buffer.from(out);
 }
 
-/** Writes a key file atomically with mode 0600 (write to a temp file, fsync, rename). */
-export function writeKeyFile(path: string, key: Uint8Array): void {
+/**
+ * Writes a key file atomically with mode 0600 (write to a temp file, fsync, then rename over
+ * `path`). `exclusive`: never replace an existing file (a hard link, which fails if `path` exists):
+ * two processes initialising one data dir at once must not each put their own key there.
+ */
+export function writeKeyFile(path: string, key: Uint8Array, opts: { exclusive?: boolean } = {}): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, Buffer.from(key).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
   const fd = openSync(tmp, 'r');
@@ -111,7 +115,12 @@ export function writeKeyFile(path: string, key: Uint8Array): void {
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, path);
+  if (!opts.exclusive) return renameSync(tmp, path);
+  try {
+    linkSync(tmp, path);
+  } finally {
+    unlinkSync(tmp);
+  }
 }
 
 export function generateMasterKey(): Buffer {
