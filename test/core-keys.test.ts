@@ -378,6 +378,18 @@ describeBackends('core keys', (ctx) => {
       expect(e.message).toMatch(/does not match the key this data was sealed with/);
     }
     expect(await state(db)).toEqual(before);
+    // parameters from the database are bounded: an altered row cannot make start-up hang or take gigabytes
+    for (const bad of [{ timeCost: 100_000 }, { memoryCost: 4_000_000_000 }, { parallelism: 0 }, { salt: '' }]) {
+      const rw = await openRaw(db);
+      await rw.run("update meta set value = ? where key = 'kdf'", [JSON.stringify({ ...kdf, ...bad })]);
+      await rw.close();
+      const t0 = Date.now();
+      expect((await fails(open(db, { LATCHKEY_MASTER_KEY: PASSPHRASE }))).message, JSON.stringify(bad)).toMatch(/key-derivation parameter/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    }
+    const rw = await openRaw(db);
+    await rw.run("update meta set value = ? where key = 'kdf'", [JSON.stringify(kdf)]);
+    await rw.close();
 
     // to a raw key: the KDF parameters go
     const r = await rekey({ home: db.home, databaseUrl: db.databaseUrl, env: { LATCHKEY_MASTER_KEY: PASSPHRASE }, newKey: KEY_A });

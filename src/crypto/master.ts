@@ -87,8 +87,23 @@ export function defaultKdfParams(): KdfParams {
   return { alg: 'argon2id', salt: randomBytes(16).toString('base64'), memoryCost: 65536, timeCost: 3, parallelism: 1 };
 }
 
+/**
+ * The bounds stored KDF parameters must keep: they come from the database, and whoever can write
+ * there must not make start-up hang or take gigabytes (lower values only fail the key check).
+ */
+const KDF_BOUNDS = { memoryCost: [8 * 1024, 1024 * 1024], timeCost: [1, 64], parallelism: [1, 16] } as const;
+
 /** Stretches a passphrase into a 32-byte key with Argon2id (run once at start-up). */
 export async function stretchPassphrase(passphrase: string, p: KdfParams): Promise<Buffer> {
+  for (const [k, [lo, hi]] of Object.entries(KDF_BOUNDS)) {
+    const v = (p as unknown as Record<string, unknown>)[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+      throw new Error(`the stored key-derivation parameter ${k} (${String(v).slice(0, 20)}) is outside ${lo}..${hi}: the database was altered or is not Latchkey's`);
+    }
+  }
+  if (p.alg !== 'argon2id' || typeof p.salt !== 'string' || Buffer.from(p.salt, 'base64').length < 16) {
+    throw new Error('the stored key-derivation parameters are not Argon2id with a 16-byte salt: the database was altered or is not Latchkey\'s');
+  }
   const { hashRaw, Algorithm } = await import('@node-rs/argon2');
   const out = await hashRaw(passphrase, {
     algorithm: Algorithm.Argon2id,
