@@ -429,6 +429,29 @@ describeBackends('core keys', (ctx) => {
     }
   });
 
+  it('a replica meeting a KEK another one rotated to, inside many concurrent transactions, neither hangs nor fails (the keys are read through each transaction)', async () => {
+    const db = await ctx.freshDatabase();
+    const first = await open(db, { LATCHKEY_MASTER_KEY: KEY_A }, true);
+    // a small pool: a transaction that took a second connection to load the keys would wait forever
+    const replica = await openCore({ home: db.home, databaseUrl: db.databaseUrl, env: { LATCHKEY_MASTER_KEY: KEY_A }, poolSize: 3 });
+    try {
+      const a = await asCtx(first.core, first.initialized!.ownerToken);
+      const r = await asCtx(replica.core, first.initialized!.ownerToken);
+      await first.core.keys.rotate(a);
+      await first.core.secrets.put(a, 'default', 'UNDER_NEW_KEK', { value: `${SENTINEL}-new-kek` });
+      const t0 = Date.now();
+      const results = await Promise.allSettled(Array.from({ length: 12 }, () => replica.core.secrets.rotate(r, 'default', 'UNDER_NEW_KEK')));
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      // every one either rotated or lost a race with a clear 409 (never a 500, never a hang)
+      for (const x of results) if (x.status === 'rejected') expect(x.reason).toMatchObject({ status: 409 });
+      expect(results.some((x) => x.status === 'fulfilled')).toBe(true);
+      expect((await replica.core.secrets.read(r, 'default', 'UNDER_NEW_KEK')).value).toBe(`${SENTINEL}-new-kek`);
+    } finally {
+      await replica.core.close();
+      await first.core.close();
+    }
+  }, 30_000);
+
   it('a replica seals new writes under a KEK another replica rotated to, without meeting data sealed under it first', async () => {
     const db = await ctx.freshDatabase();
     const first = await open(db, { LATCHKEY_MASTER_KEY: KEY_A }, true);

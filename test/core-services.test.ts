@@ -12,7 +12,7 @@ import {
 } from '../src/core/matching.js';
 import type { OpContext } from '../src/core/principal.js';
 import { ProxyAccess } from '../src/core/proxy-access.js';
-import type { ServiceRow } from '../src/store/store.js';
+import { TransactionConflict, type ServiceRow } from '../src/store/store.js';
 import { describeBackends } from './helpers/backends.js';
 
 const MASTER = 'c3'.repeat(32);
@@ -249,6 +249,20 @@ describeBackends('core.services', (ctx) => {
 
   afterAll(async () => {
     await core?.close();
+  });
+
+  it('a transaction the database aborted for a deadlock is a 409 to retry, not a 500', async () => {
+    const store = core.store as unknown as { tx: unknown };
+    const tx = store.tx;
+    store.tx = async () => {
+      throw new TransactionConflict('40P01');
+    };
+    try {
+      expect(await fails(core.secrets.put(owner, 'default', 'DEADLOCKED', { value: 'v' }))).toMatchObject({ status: 409, code: 'concurrent_update' });
+    } finally {
+      store.tx = tx;
+    }
+    expect(await core.store.getVaultSecretValueRow('default', 'DEADLOCKED')).toBeFalsy();
   });
 
   it('a vend under a live grant of a secret that is gone answers 404 and is audited (outcome error)', async () => {

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { KyselyStore } from '../src/store/index.js';
 import { GENESIS_HASH } from '../src/store/schema.js';
 import {
-  UniqueViolation,
+  TransactionConflict, UniqueViolation,
   type AuditRow, type KeyRow, type SecretRow, type Store, type TokenRow, type UserRow, type VaultRow, type VersionRow,
 } from '../src/store/store.js';
 import { describeBackends, type BackendContext } from './helpers/backends.js';
@@ -124,6 +124,29 @@ describeBackends('KyselyStore', (ctx: BackendContext) => {
     await store.insertVault(v);
     expect(await other.getVaultById(v.id)).toEqual(v);
   });
+
+  it.runIf(ctx.backend === 'postgres')('a deadlock between two transactions aborts one with TransactionConflict (nothing written), the other commits (PostgreSQL)', async () => {
+    await store.setMeta('dl.a', '0');
+    await store.setMeta('dl.b', '0');
+    let release!: () => void;
+    const both = new Promise<void>((r) => (release = r));
+    let ready = 0;
+    const meet = async () => {
+      if (++ready === 2) release();
+      await both;
+    };
+    const cross = (first: string, second: string, v: string) => store.tx(async (s) => {
+      await s.setMeta(first, v);
+      await meet();
+      await s.setMeta(second, v);
+    });
+    const res = await Promise.allSettled([cross('dl.a', 'dl.b', 'x'), cross('dl.b', 'dl.a', 'y')]);
+    const lost = res.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.reason).toBeInstanceOf(TransactionConflict);
+    const won = res[0]!.status === 'fulfilled' ? 'x' : 'y';
+    expect([await store.getMeta('dl.a'), await store.getMeta('dl.b')]).toEqual([won, won]);
+  }, 20_000);
 
   it('login failures: concurrent attempts each get their own count (two stores at once), a stale window starts over, lock and release', async () => {
     const other = await ctx.openStore();

@@ -4,10 +4,10 @@
  * `write` (one transaction for the change and its audit events; fail closed).
  */
 import type { Keyring } from '../crypto/keyring.js';
-import type { Store } from '../store/store.js';
+import { TransactionConflict, type Store } from '../store/store.js';
 import type { VaultRow } from '../store/store.js';
 import { AuditLog, type AuditAction, type AuditInput } from './audit.js';
-import { denied } from './errors.js';
+import { conflict, denied } from './errors.js';
 import { decide, type Action, type VaultRole } from './policy.js';
 import type { OpContext } from './principal.js';
 import { Secrets } from './secrets.js';
@@ -64,12 +64,18 @@ export class Core {
    */
   async write<T>(ctx: OpContext, fn: (s: Store, events: AuditInput[]) => Promise<T>): Promise<T> {
     let written: Awaited<ReturnType<AuditLog['append']>> = [];
-    const out = await this.store.tx(async (s) => {
-      const events: AuditInput[] = [];
-      const r = await fn(s, events);
-      written = await this.audit.append(s, ctx, events);
-      return r;
-    });
+    let out: T;
+    try {
+      out = await this.store.tx(async (s) => {
+        const events: AuditInput[] = [];
+        const r = await fn(s, events);
+        written = await this.audit.append(s, ctx, events);
+        return r;
+      });
+    } catch (err) {
+      if (err instanceof TransactionConflict) throw conflict('a concurrent change got in the way; nothing was written, retry', 'concurrent_update');
+      throw err;
+    }
     this.audit.emit(written);
     return out;
   }

@@ -429,7 +429,8 @@ export class Proposals {
           },
         });
         const out = { secrets_set: [] as string[], secrets_deleted: [] as string[], services: [] as string[], grants: [] as string[] };
-        for (const slot of slots) {
+        // in name order, as rotate-all locks secrets: two writers taking rows in opposite orders deadlock
+        for (const slot of [...slots].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
           if (slot.action === 'set') {
             const v = values.get(slot.key);
             if (v === undefined) continue; // an existing secret stays as it is

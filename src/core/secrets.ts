@@ -126,9 +126,13 @@ function decodeCursor(c: string, field = 'cursor'): string {
 export class Secrets {
   constructor(private readonly core: Core) {}
 
-  /** Opens a sealed version; loads newer keys first if another replica rotated the KEK. */
-  async open(vaultId: string, v: Pick<VersionRow, 'secret_id' | 'version' | 'kek_version' | 'wrapped_dek' | 'ciphertext'>): Promise<Buffer> {
-    if (!this.core.keyring.hasKek(v.kek_version)) await this.core.keys.refresh();
+  /**
+   * Opens a sealed version; loads newer keys first if another replica rotated the KEK. Inside a
+   * transaction pass its store `s`: the keys are then read through it, never on a second pooled
+   * connection (concurrent transactions each waiting for one exhausted the PostgreSQL pool).
+   */
+  async open(vaultId: string, v: Pick<VersionRow, 'secret_id' | 'version' | 'kek_version' | 'wrapped_dek' | 'ciphertext'>, s?: Store): Promise<Buffer> {
+    if (!this.core.keyring.hasKek(v.kek_version)) await this.core.keys.refresh(s);
     return this.core.keyring.openValue(vaultId, v.secret_id, v.version, v);
   }
 
@@ -329,7 +333,7 @@ export class Secrets {
 
   /** Re-encrypts the current value under a fresh DEK and IV with the newest KEK; the value is unchanged. */
   private async reseal(s: Store, vault: VaultRow, row: SecretWithCurrent, now: string, keyCheckMs = 0): Promise<number> {
-    const plain = await this.open(vault.id, row.version);
+    const plain = await this.open(vault.id, row.version, s);
     try {
       await this.core.keys.ensureNewest(s, keyCheckMs);
       const sealed = this.core.keyring.sealValue(vault.id, row.secret.id, row.version.version, plain);
@@ -421,7 +425,7 @@ export class Secrets {
           throw new LatchkeyError(404, 'version_not_found', `secret '${name}' has no version ${version}`, 'version');
         }
         const cur = old.secret;
-        const plain = await this.open(vault.id, old.version);
+        const plain = await this.open(vault.id, old.version, s);
         const next = cur.current_version + 1;
         try {
           // a new version is sealed under the newest KEK, also one another replica just made

@@ -13,7 +13,7 @@ import { preparedCache, SettleWrites, WalSync } from './sqlite-durable.js';
 
 export type { Store } from './store.js';
 export { KyselyStore } from './kysely-store.js';
-export { UniqueViolation } from './store.js';
+export { TransactionConflict, UniqueViolation } from './store.js';
 
 export interface OpenStoreOptions {
   /** postgres:// URL; when absent, SQLite at sqlitePath */
@@ -44,7 +44,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<KyselyStore> {
     const pg = (await import('pg')).default;
     // BIGINT (int8) as a JS number: sequence numbers and counts stay far below 2^53.
     pg.types.setTypeParser(20, (v: string) => Number.parseInt(v, 10));
-    const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10 });
+    // a request waits at most 15 s for a connection: an exhausted pool is an error, never a hang
+    const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 15_000 });
     pool.on('error', () => {}); // an idle client's error surfaces on the next query instead of crashing
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
     return new KyselyStore('postgres', redactUrl(url), db, db);

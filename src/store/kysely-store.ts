@@ -11,7 +11,7 @@ import type {
   AuditHead, AuditQuery, AuditRow, KeyRow, SecretListQuery, SecretRow, SecretWithCurrent, Store, TokenRow,
   UserRow, VaultRow, VersionRow,
 } from './store.js';
-import { UniqueViolation } from './store.js';
+import { TransactionConflict, UniqueViolation } from './store.js';
 import { classify, type ReadCache, type StatementKind } from './read-cache.js';
 
 type Exec = Kysely<DB> | Transaction<DB>;
@@ -189,7 +189,15 @@ export class KyselyStore implements Store {
     if (this.inTx) return fn(this);
     // without plugins: SettleWrites waits for an fsync after each autocommit write, which inside a
     // transaction would wait on its own uncommitted writes; the commit is settled once, below
-    const out = await this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx.withoutPlugins(), this.root, true, this.reader, null, this.raw)));
+    let out: T;
+    try {
+      out = await this.root.transaction().execute((trx) => fn(new KyselyStore(this.backend, this.location, trx.withoutPlugins(), this.root, true, this.reader, null, this.raw)));
+    } catch (err) {
+      // PostgreSQL's deadlock and serialization failures: nothing was written, a retry may work
+      const code = (err as { code?: string })?.code;
+      if (code === '40P01' || code === '40001') throw new TransactionConflict(code);
+      throw err;
+    }
     if (this.durable) await this.durable.settle();
     return out;
   }

@@ -217,6 +217,14 @@ export interface Store {
 }
 
 /** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */
+/** The database aborted a transaction to break a deadlock or a serialization conflict: retrying may succeed. */
+export class TransactionConflict extends Error {
+  constructor(readonly dbCode: string) {
+    super(`the transaction was aborted by a concurrent one (${dbCode})`);
+    this.name = 'TransactionConflict';
+  }
+}
+
 export class UniqueViolation extends Error {
   constructor(public readonly constraint: string) {
     super(`unique constraint violated: ${constraint}`);
