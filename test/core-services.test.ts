@@ -251,6 +251,11 @@ describeBackends('core.services', (ctx) => {
     await core?.close();
   });
 
+  it('an agent created with a vault named twice is refused, naming the repeat, and nothing is written', async () => {
+    expect(await fails(core.access.createAgent(owner, { name: 'twice-bot', vaults: ['default', 'default'] }))).toMatchObject({ status: 400, field: 'vaults[1]' });
+    expect(await core.store.getAgentByName('twice-bot')).toBeFalsy();
+  });
+
   it('a transaction the database aborted for a deadlock is a 409 to retry, not a 500', async () => {
     const store = core.store as unknown as { tx: unknown };
     const tx = store.tx;

@@ -155,6 +155,8 @@ export class Access {
     const name = checkAgentName(input.name);
     const vaultNames = input.vaults === undefined ? [] : input.vaults;
     if (!Array.isArray(vaultNames) || vaultNames.some((v) => typeof v !== 'string')) throw invalid('vaults', 'must be an array of vault names');
+    const twice = (vaultNames as string[]).findIndex((v, i) => vaultNames.indexOf(v) !== i);
+    if (twice !== -1) throw invalid(`vaults[${twice}]`, `names vault ${vaultNames[twice]} a second time`);
     const vaults: VaultRow[] = [];
     for (const v of vaultNames as string[]) vaults.push(await this.core.vaults.require(v));
     if (vaults.length === 0) await this.core.authorize(ctx, 'agent.create', null, name);
