@@ -3,7 +3,7 @@
  * (core.authorize) and writes its audit event in the same transaction (core.write).
  */
 import { newId } from '../crypto/tokens.js';
-import type { AgentRow, UserRow, VaultRow } from '../store/store.js';
+import type { AgentRow, MemberRow, UserRow, VaultRow } from '../store/store.js';
 import { UniqueViolation } from '../store/store.js';
 import { checkEmail, checkPassword, userView } from './auth.js';
 import type { Core } from './core.js';
@@ -208,8 +208,8 @@ export class Access {
    * admin of one vault must not cut off, or take over with a fresh token, an agent that other
    * vaults rely on (its token reaches all of them).
    */
-  private async authorizeAgent(ctx: OpContext, a: AgentRow): Promise<void> {
-    const vaults = await this.core.store.listMemberships('agent', a.id);
+  private async authorizeAgent(ctx: OpContext, a: AgentRow, memberships?: MemberRow[]): Promise<void> {
+    const vaults = memberships ?? (await this.core.store.listMemberships('agent', a.id));
     let everyVault = vaults.length > 0;
     for (const m of vaults) {
       const v = await this.core.store.getVaultById(m.vault_id);
@@ -260,7 +260,8 @@ export class Access {
     const a = await this.requireAgent(checkAgentName(agentName));
     // an agent that other vaults already rely on joins one more only by someone who manages it in
     // all of them: else a vault admin could adopt another team's agent (and then act on it)
-    if ((await this.core.store.listMemberships('agent', a.id)).some((m) => m.vault_id !== vault.id)) await this.authorizeAgent(ctx, a);
+    const memberships = await this.core.store.listMemberships('agent', a.id);
+    if (memberships.some((m) => m.vault_id !== vault.id)) await this.authorizeAgent(ctx, a, memberships);
     return this.core.write(ctx, async (s, ev) => {
       await s.upsertMember({ vault_id: vault.id, kind: 'agent', member_id: a.id, role: 'proxy', created_at: new Date().toISOString() });
       ev.push({ action: 'member.add', vault: vault.name, target: `agent:${a.name}`, details: { role: 'proxy' } });

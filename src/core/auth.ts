@@ -154,15 +154,16 @@ export class Auth {
       const retry = Math.max(1, Math.ceil((until - now) / 1000));
       return new LatchkeyError(429, 'login_locked', `too many failed logins; try again in ${retry} s`, undefined, { retry_after: retry });
     };
-    for (const k of keys) {
-      const f = await this.core.store.getAuthFailure(k);
-      if (f?.locked_until && Date.parse(f.locked_until) > now) throw await locked(k, Date.parse(f.locked_until));
-    }
-    // the attempt is counted before the password is checked, in one statement per key: attempts
-    // made at the same moment each get their own number, and those past the limit are refused
-    // unchecked (counting after the check let a burst of concurrent guesses all pass the lock)
+    // the attempt is counted before the password is checked, in one statement per key that also
+    // returns the lock: attempts made at the same moment each get their own number, and a locked
+    // key or one past its limit is refused unchecked (counting after the check let a burst of
+    // concurrent guesses all pass the lock)
     const counted: Array<{ key: string; failures: number }> = [];
-    for (const k of keys) counted.push({ key: k, failures: (await this.core.store.bumpAuthFailure(k, new Date(now).toISOString(), new Date(now - FAILURE_WINDOW_MS).toISOString())).failures });
+    for (const k of keys) {
+      const c = await this.core.store.bumpAuthFailure(k, new Date(now).toISOString(), new Date(now - FAILURE_WINDOW_MS).toISOString());
+      if (c.locked_until && Date.parse(c.locked_until) > now) throw await locked(k, Date.parse(c.locked_until));
+      counted.push({ key: k, failures: c.failures });
+    }
     const over = counted.find((c) => c.failures > limitOf(c.key));
     if (over) {
       await this.core.store.lockAuthFailure(over.key, new Date(now + LOCK_FOR_MS).toISOString());

@@ -67,6 +67,8 @@ export interface ProposalInput {
   credentials?: unknown;
 }
 
+const expiredConflict = (p: Pick<ProposalRow, 'id' | 'expires_at'>) => conflict(`proposal ${p.id} expired at ${p.expires_at}; ask the agent to propose again`, 'proposal_expired');
+
 export function proposalState(p: Pick<ProposalRow, 'status' | 'expires_at'>, now = new Date().toISOString()): ProposalState {
   if (p.status === 'pending' && p.expires_at <= now) return 'expired';
   return p.status as ProposalState;
@@ -346,7 +348,7 @@ export class Proposals {
     const state = proposalState(p);
     if (state === 'expired') {
       if (p.status === 'pending') await this.core.store.transitionProposal(p.id, { status: 'expired' });
-      throw conflict(`proposal ${p.id} expired at ${p.expires_at}; ask the agent to propose again`, 'proposal_expired');
+      throw expiredConflict(p);
     }
     if (state !== 'pending') throw conflict(`proposal ${p.id} is already ${state}`, 'proposal_decided');
   }
@@ -416,7 +418,7 @@ export class Proposals {
     try {
       const applied = await this.core.write(ctx, async (s, ev) => {
         // the expiry again, inside the transaction: it may have passed since the checks above
-        if (p.expires_at <= new Date().toISOString()) throw conflict(`proposal ${id} expired at ${p.expires_at}; ask the agent to propose again`, 'proposal_expired');
+        if (proposalState(p) === 'expired') throw expiredConflict(p);
         if (!(await s.transitionProposal(id, { status: 'approved', decided_by: by, decided_at: now }))) {
           const cur = await s.getProposal(id);
           throw conflict(`proposal ${id} is already ${cur ? proposalState(cur) : 'gone'}`, 'proposal_decided');

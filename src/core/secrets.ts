@@ -78,6 +78,11 @@ const ROTATE_BATCH = 500;
 /** Versions are 32-bit integers in the database (PostgreSQL refuses a larger number outright). */
 export const MAX_VERSION = 2_147_483_647;
 
+function checkVersion(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_VERSION) throw invalid('version', `must be a whole number from 1 to ${MAX_VERSION}`);
+  return v;
+}
+
 function parseTags(t: string): string[] {
   try {
     const a = JSON.parse(t);
@@ -136,9 +141,10 @@ export class Secrets {
     return this.core.keyring.openValue(vaultId, v.secret_id, v.version, v);
   }
 
-  private async sealFor(s: Store, vault: VaultRow, secretId: string, version: number, value: string) {
+  /** Seals a new version's value under the newest KEK, also one another replica just made. */
+  private async sealFor(s: Store, vault: VaultRow, secretId: string, version: number, value: string | Buffer) {
     await this.core.keys.ensureNewest(s);
-    return this.core.keyring.sealValue(vault.id, secretId, version, Buffer.from(value, 'utf8'));
+    return this.core.keyring.sealValue(vault.id, secretId, version, typeof value === 'string' ? Buffer.from(value, 'utf8') : value);
   }
 
   /** Creates one secret, or every field of a preset, in one transaction; 409 if any exists. */
@@ -293,7 +299,7 @@ export class Secrets {
 
   /** Decrypts a value (audited `secret.read`, naming the vault that served it). */
   async read(ctx: OpContext, vaultName: string, name: string, version?: number): Promise<{ name: string; vault: string; version: number; value: string }> {
-    if (version !== undefined && (!Number.isInteger(version) || version < 1 || version > MAX_VERSION)) throw invalid('version', `must be a whole number from 1 to ${MAX_VERSION}`);
+    if (version !== undefined) checkVersion(version);
     // hot path: vault, secret and version in one query; authorization is still decided before anything is decrypted
     const direct = await this.core.store.getVaultSecretValueRow(vaultName, name, version);
     const vault = direct?.vault ?? (await this.core.vaults.require(vaultName));
@@ -411,9 +417,9 @@ export class Secrets {
   }
 
   /** Makes a new version holding the value of an old one. */
-  async rollback(ctx: OpContext, vaultName: string, name: string, version: unknown): Promise<SecretMeta> {
+  async rollback(ctx: OpContext, vaultName: string, name: string, to: unknown): Promise<SecretMeta> {
     const vault = await this.core.vaults.require(vaultName);
-    if (typeof version !== 'number' || !Number.isInteger(version) || version < 1 || version > MAX_VERSION) throw invalid('version', `must be a whole number from 1 to ${MAX_VERSION}`);
+    const version = checkVersion(to);
     await this.core.authorize(ctx, 'secret.write', vault, name);
     const now = new Date().toISOString();
     const by = actorOf(ctx.principal);
@@ -428,9 +434,7 @@ export class Secrets {
         const plain = await this.open(vault.id, old.version, s);
         const next = cur.current_version + 1;
         try {
-          // a new version is sealed under the newest KEK, also one another replica just made
-          await this.core.keys.ensureNewest(s);
-          await s.insertVersion({ secret_id: cur.id, version: next, ...this.core.keyring.sealValue(vault.id, cur.id, next, plain), created_at: now, created_by: by, rotated_at: null });
+          await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, plain)), created_at: now, created_by: by, rotated_at: null });
         } finally {
           plain.fill(0);
         }

@@ -80,12 +80,13 @@ export function upstreamRequestHeaders(rawHeaders: string[], o: UpstreamHeaderOp
  * Response headers for the client: hop-by-hop removed, values redacted, and no `X-Latchkey-*`
  * header of the upstream's (a proxy error is marked with X-Latchkey-Error and nothing else may look like one).
  */
-export function clientResponseHeaders(h: Record<string, string | string[] | undefined>, r: Redactor, drop: Iterable<string> = []): Record<string, string | string[]> {
+export function clientResponseHeaders(h: Record<string, string | string[] | undefined>, r: Redactor, drop: Iterable<string> = [], base?: Readonly<Record<string, string>>): Record<string, string | string[]> {
   const conn = new Set<string>();
   const c = h.connection;
   for (const v of Array.isArray(c) ? c : c ? [c] : []) for (const t of v.split(',')) if (t.trim()) conn.add(t.trim().toLowerCase());
   const dropSet = new Set(drop);
-  const out: Record<string, string | string[]> = {};
+  // `base`: headers of ours every answer carries, under the upstream's own
+  const out: Record<string, string | string[]> = { ...base };
   for (const [k, v] of Object.entries(h)) {
     if (v === undefined) continue;
     const l = k.toLowerCase();
@@ -106,6 +107,7 @@ export function withoutToken(path: string, token: string | null): string | null 
   const base = q === -1 ? path : path.slice(0, q);
   const has = (s: string) => {
     if (s.includes(token)) return true;
+    if (!s.includes('%') && !s.includes('+')) return false; // nothing encoded: the common case
     try {
       return decodeURIComponent(s.replace(/\+/g, ' ')).includes(token);
     } catch {

@@ -566,8 +566,8 @@ export class ProxyPipeline {
     }
     if (!p.redactor.empty) stages.push(p.redactor.stream());
     try {
-      const out = clientResponseHeaders(up.headers as Record<string, string | string[] | undefined>, p.redactor, drop);
-      res.writeHead(status, t.responseHeaders ? { ...t.responseHeaders, ...out } : out);
+      const out = clientResponseHeaders(up.headers as Record<string, string | string[] | undefined>, p.redactor, drop, t.responseHeaders);
+      res.writeHead(status, out);
       // a streamed body (no length: SSE, chunked) shows its headers at once, even if its first bytes
       // are long in coming; when they are already here (an SSE event usually arrives with its
       // headers) the headers go out with them, in one write. A sized body sends them with its first bytes.

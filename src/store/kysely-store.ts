@@ -792,9 +792,7 @@ export class KyselyStore implements Store {
         : null,
       grant: { id: (r.grant_id ?? null) as string | null, expiresAt: (r.grant_expires_at ?? null) as string | null },
     }));
-    if (!r) return null;
-    const { grant, ...rest } = r;
-    return { ...rest, grantId: liveGrant(grant.id, grant.expiresAt, now) };
+    return r ? { token: r.token, agent: r.agent, vault: r.vault, role: r.role, service: r.service, grantId: liveGrant(r.grant.id, r.grant.expiresAt, now) } : null;
   }
 
   async getProxyService(vaultId: string, agentId: string, service: string, now: string): Promise<{ service: ServiceRow; grantId: string | null } | null> {

@@ -216,7 +216,6 @@ export interface Store {
   insertProxyCa(row: ProxyCaRow): Promise<void>;
 }
 
-/** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */
 /** The database aborted a transaction to break a deadlock or a serialization conflict: retrying may succeed. */
 export class TransactionConflict extends Error {
   constructor(readonly dbCode: string) {
@@ -225,6 +224,7 @@ export class TransactionConflict extends Error {
   }
 }
 
+/** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */
 export class UniqueViolation extends Error {
   constructor(public readonly constraint: string) {
     super(`unique constraint violated: ${constraint}`);

@@ -179,10 +179,6 @@ function ProposalReview({ p, canDecide, onDecided, loginSlot }: { p: ProposalVie
 
   const approve = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
-    // only the Allow button decides: Enter in a value field (the browser's implicit submission,
-    // also while the Allow button is hidden for denying) must not approve the whole proposal
-    const submitter = (e.nativeEvent as SubmitEvent).submitter;
-    if (!(submitter instanceof HTMLButtonElement) || submitter.name !== 'allow') return;
     const fd = new FormData(e.currentTarget);
     const credentials: Record<string, string> = {};
     const next: Record<string, string> = {};
@@ -343,7 +339,7 @@ function ProposalReview({ p, canDecide, onDecided, loginSlot }: { p: ProposalVie
                   <button type="button" className="btn btn-danger-ghost" onClick={() => setRejecting(true)} disabled={!!busy}>
                     Deny
                   </button>
-                  <button type="submit" name="allow" className="btn btn-primary" disabled={!!busy}>
+                  <button type="submit" className="btn btn-primary" disabled={!!busy}>
                     {busy === 'approve' ? 'Allowing…' : 'Allow'}
                   </button>
                 </div>
