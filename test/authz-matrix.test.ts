@@ -530,8 +530,8 @@ describeBackends('authorization matrix', (ctx) => {
     await ok('POST', '/v1/vaults/beta/agents', owner(), { name: 'no-grant' });
     expect((await call('GET', '/v1/vaults/beta/services', { token: token.agentNone })).status).toBe(200);
     expect((await call('GET', '/v1/vaults/beta/services', { token: live.token })).status).toBe(403);
-    // a session cannot mint another session
-    expect((await call('POST', '/v1/sessions', { token: live.token, body: { vault: 'alpha' } })).status).toBe(400);
+    // a session cannot mint another session (authenticated, not allowed: 403)
+    expect((await call('POST', '/v1/sessions', { token: live.token, body: { vault: 'alpha' } })).status).toBe(403);
   }, 60_000);
 
   it('[isolate] a vault admin can neither adopt nor take over an agent another vault relies on; sessions are audited', async () => {

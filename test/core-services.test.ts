@@ -135,8 +135,12 @@ describe('matchService', () => {
     expect(matchService(services, 'api.example.com', 443, '/anything', 'DELETE')).toMatchObject({ allowed: true });
   });
 
-  it('a disabled service matches nothing', () => {
-    expect(matchService(services, 'off.example.com', 443, '/', 'GET')).toBeNull();
+  it('a disabled service refuses what it would have matched, and hands nothing to a broader service', () => {
+    expect(matchService(services, 'off.example.com', 443, '/', 'GET')).toMatchObject({ allowed: false, reason: 'service_disabled', service: { name: 'off' } });
+    // disabling the narrow /v1 service must not let the broad one (and its credential) serve /v1
+    const narrowOff = services.map((s) => (s.name === 'ex-v1' ? { ...s, enabled: false } : s));
+    expect(matchService(narrowOff, 'api.example.com', 443, '/v1/orders', 'GET')).toMatchObject({ allowed: false, reason: 'service_disabled', service: { name: 'ex-v1' } });
+    expect(matchService(narrowOff, 'api.example.com', 443, '/v2', 'GET')).toMatchObject({ allowed: true, service: { name: 'ex' } });
   });
 });
 
@@ -251,6 +255,70 @@ describeBackends('core.services', (ctx) => {
     await core?.close();
   });
 
+  it('concurrent changes to one secret queue instead of failing or repeating (row lock): PUTs all land, one DELETE wins', async () => {
+    await core.secrets.put(owner, 'default', 'RACE_PUT', { value: 'r0' });
+    const puts = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => core.secrets.put(owner, 'default', 'RACE_PUT', { value: `r${i + 1}` })));
+    expect(puts.filter((p) => p.status === 'rejected')).toEqual([]);
+    expect((await core.secrets.get(owner, 'default', 'RACE_PUT')).version).toBe(13);
+    // racing to create: one creates, the others add versions
+    const creates = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => core.secrets.put(owner, 'default', 'RACE_NEW', { value: `n${i}` })));
+    expect(creates.filter((p) => p.status === 'rejected')).toEqual([]);
+    expect(creates.filter((p) => p.status === 'fulfilled' && p.value.created).length).toBe(1);
+    expect((await core.secrets.get(owner, 'default', 'RACE_NEW')).version).toBe(8);
+    const before = (await core.audit.query(core.store, { action: 'secret.delete', limit: 1000 })).items.length;
+    const dels = await Promise.allSettled(Array.from({ length: 8 }, () => core.secrets.delete(owner, 'default', 'RACE_PUT')));
+    expect(dels.filter((p) => p.status === 'fulfilled').length).toBe(1);
+    for (const p of dels) if (p.status === 'rejected') expect(p.reason).toMatchObject({ status: 404 });
+    expect((await core.audit.query(core.store, { action: 'secret.delete', limit: 1000 })).items.length).toBe(before + 1);
+    await core.vaults.create(owner, { name: 'race-vault' });
+    const vdels = await Promise.allSettled(Array.from({ length: 6 }, () => core.vaults.delete(owner, 'race-vault')));
+    expect(vdels.filter((p) => p.status === 'fulfilled').length).toBe(1);
+    expect((await core.audit.query(core.store, { action: 'vault.delete', limit: 1000 })).items.filter((e) => e.target === 'race-vault').length).toBe(1);
+  });
+
+  it('a new version of a preset secret is checked against the preset\'s format, as at creation (PUT and proposals)', async () => {
+    await core.secrets.create(owner, 'default', { preset: 'openai', fields: { access_token: `sk-${'a'.repeat(40)}` } });
+    const e = await fails(core.secrets.put(owner, 'default', 'skill:openai:access_token', { value: 'not-an-openai-key' }));
+    expect(e).toMatchObject({ status: 400, field: 'value', code: 'invalid_format' });
+    expect(e.message).not.toContain('not-an-openai-key');
+    expect((await core.secrets.get(owner, 'default', 'skill:openai:access_token')).version).toBe(1);
+    expect((await core.secrets.put(owner, 'default', 'skill:openai:access_token', { value: `sk-${'b'.repeat(40)}` })).created).toBe(false);
+  });
+
+  it('an agent removed from a vault loses its grants there (audited); added back, it has none', async () => {
+    await core.access.createAgent(owner, { name: 'leaver', vaults: ['default'] });
+    const leaver = await asCtx((await core.access.rotateAgentToken(owner, 'leaver')).token);
+    await core.grants.create(owner, 'default', { agent: 'leaver', secret: 'GH_TOKEN', mode: 'read' });
+    expect((await core.grants.vend(leaver, 'GH_TOKEN', 'default')).value).toBe('ghp_x');
+    expect(await core.access.removeVaultAgent(owner, 'default', 'leaver')).toMatchObject({ revoked_grants: 1 });
+    await core.access.addVaultAgent(owner, 'default', 'leaver');
+    expect(await fails(core.grants.vend(leaver, 'GH_TOKEN', 'default'))).toMatchObject({ status: 403 });
+    const [rev] = (await core.audit.query(core.store, { action: 'grant.revoke', limit: 1 })).items;
+    expect(rev).toMatchObject({ target: 'secret:GH_TOKEN', details: { agent: 'leaver', reason: 'agent removed from the vault' } });
+  });
+
+  it('a revoked agent takes nothing new: revoking again, adding it to a vault, granting it, a session for it are 409', async () => {
+    await core.access.createAgent(owner, { name: 'gone-bot', vaults: ['default'] });
+    await core.access.revokeAgent(owner, 'gone-bot');
+    const n = (await core.audit.query(core.store, { action: 'agent.revoke', limit: 1000 })).items.length;
+    expect(await fails(core.access.revokeAgent(owner, 'gone-bot'))).toMatchObject({ status: 409, code: 'agent_revoked' });
+    expect((await core.audit.query(core.store, { action: 'agent.revoke', limit: 1000 })).items.length).toBe(n);
+    await core.vaults.create(owner, { name: 'gone-vault' });
+    expect(await fails(core.access.addVaultAgent(owner, 'gone-vault', 'gone-bot'))).toMatchObject({ status: 409, code: 'agent_revoked' });
+    expect(await fails(core.grants.create(owner, 'default', { agent: 'gone-bot', secret: 'GH_TOKEN', mode: 'read' }))).toMatchObject({ status: 409, field: 'agent' });
+    expect(await fails(core.access.createSession(owner, { vault: 'default', agent: 'gone-bot' }))).toMatchObject({ status: 409 });
+  });
+
+  it('an agent lists credential and service names, nothing more', async () => {
+    const secrets = await core.secrets.list(agent, 'default', {});
+    expect(secrets.items.length).toBeGreaterThan(0);
+    for (const it of secrets.items) expect(Object.keys(it).sort()).toEqual(['name', 'vault']);
+    expect(Object.keys((await core.secrets.list(owner, 'default', {})).items[0]!)).toContain('category');
+    await core.services.create(owner, 'default', { name: 'names-only', host: 'api.names.test', auth: { type: 'bearer', key: 'GH_TOKEN' } });
+    expect(await core.services.get(agent, 'default', 'names-only')).toEqual({ name: 'names-only', host: 'api.names.test', enabled: true });
+    expect((await core.services.list(agent, 'default')).every((s) => !('auth' in s))).toBe(true);
+  });
+
   it('an agent created with a vault named twice is refused, naming the repeat, and nothing is written', async () => {
     expect(await fails(core.access.createAgent(owner, { name: 'twice-bot', vaults: ['default', 'default'] }))).toMatchObject({ status: 400, field: 'vaults[1]' });
     expect(await core.store.getAgentByName('twice-bot')).toBeFalsy();
@@ -270,12 +338,30 @@ describeBackends('core.services', (ctx) => {
     expect(await core.store.getVaultSecretValueRow('default', 'DEADLOCKED')).toBeFalsy();
   });
 
-  it('a vend under a live grant of a secret that is gone answers 404 and is audited (outcome error)', async () => {
-    await core.secrets.put(owner, 'default', 'VEND_GONE', { value: 'v-gone-1' });
-    const g = await core.grants.create(owner, 'default', { agent: 'svc-bot', secret: 'VEND_GONE', mode: 'read' });
-    expect((await core.grants.vend(agent, 'VEND_GONE', 'default')).value).toBe('v-gone-1');
-    await core.secrets.delete(owner, 'default', 'VEND_GONE');
-    expect(await fails(core.grants.vend(agent, 'VEND_GONE', 'default'))).toMatchObject({ status: 404 });
+  it('deleting a secret revokes its grants (audited): a secret made again under the name is not vended', async () => {
+    await core.secrets.put(owner, 'default', 'VEND_AGAIN', { value: 'v-again-1' });
+    const g = await core.grants.create(owner, 'default', { agent: 'svc-bot', secret: 'VEND_AGAIN', mode: 'read' });
+    expect((await core.grants.vend(agent, 'VEND_AGAIN', 'default')).value).toBe('v-again-1');
+    expect(await core.secrets.delete(owner, 'default', 'VEND_AGAIN')).toMatchObject({ revoked_grants: 1 });
+    const [rev] = (await core.audit.query(core.store, { action: 'grant.revoke', limit: 1 })).items;
+    expect(rev).toMatchObject({ target: 'secret:VEND_AGAIN', details: { grant: g.id, agent: 'svc-bot', reason: 'secret deleted' } });
+    await core.secrets.put(owner, 'default', 'VEND_AGAIN', { value: 'v-again-2' });
+    expect(await fails(core.grants.vend(agent, 'VEND_AGAIN', 'default'))).toMatchObject({ status: 403 });
+    // the audit's secret filter finds the grant's events as well as the secret's own
+    const about = (await core.audit.query(core.store, { secret: 'VEND_AGAIN', limit: 50 })).items.map((e) => e.action);
+    expect(about).toEqual(expect.arrayContaining(['secret.create', 'secret.delete', 'grant.approve', 'grant.revoke', 'secret.vend']));
+    expect((await core.audit.query(core.store, { agent: 'svc-bot', limit: 200 })).items.map((e) => e.action)).toEqual(expect.arrayContaining(['grant.approve', 'grant.revoke', 'secret.vend']));
+  });
+
+  it('a vend under a live grant of a secret that is gone (from a fallback vault) answers 404 and is audited (outcome error)', async () => {
+    await core.vaults.create(owner, { name: 'vend-b' });
+    await core.vaults.create(owner, { name: 'vend-a', fallback: ['vend-b'] });
+    await core.access.addVaultAgent(owner, 'vend-a', 'svc-bot');
+    await core.secrets.put(owner, 'vend-b', 'VEND_GONE', { value: 'v-gone-1' });
+    const g = await core.grants.create(owner, 'vend-a', { agent: 'svc-bot', secret: 'VEND_GONE', mode: 'read' });
+    expect((await core.grants.vend(agent, 'VEND_GONE', 'vend-a')).value).toBe('v-gone-1');
+    await core.secrets.delete(owner, 'vend-b', 'VEND_GONE');
+    expect(await fails(core.grants.vend(agent, 'VEND_GONE', 'vend-a'))).toMatchObject({ status: 404 });
     const [last] = (await core.audit.query(core.store, { action: 'secret.vend', limit: 1 })).items;
     expect(last).toMatchObject({ actor: 'agent:svc-bot', target: 'VEND_GONE', outcome: 'error', details: { grant: g.id, reason: 'secret_not_found' } });
   });

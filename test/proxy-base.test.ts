@@ -66,6 +66,13 @@ async function startUpstream(cert: string, key: string) {
       req.resume();
       return;
     }
+    if (url.startsWith('/v1/zstd')) {
+      // an encoding the proxy cannot decode (so cannot redact): 204 or 200
+      res.writeHead(url.includes('204') ? 204 : 200, { 'content-encoding': url.includes('list') ? 'gzip, br' : 'zstd' });
+      res.end(url.includes('204') ? undefined : Buffer.alloc(64 * 1024, 7));
+      req.resume();
+      return;
+    }
     if (url.startsWith('/v1/upload')) {
       let n = 0;
       req.on('data', (c: Buffer) => (n += c.length));
@@ -601,6 +608,37 @@ describeBackends('proxy base-URL mode', (ctx) => {
     }
     await new Promise((r) => setTimeout(r, 50));
     expect((await fetch(`${server.url}/v1/health`)).status).toBe(200);
+  });
+
+  it('an upstream answer in an encoding the proxy cannot redact is a 502, and the server lives on', async () => {
+    for (const path of ['zstd', 'zstd-204', 'zstd-list', 'zstd', 'zstd-204']) {
+      const r = await proxied(`default/openai/v1/${path}`);
+      expect(r.status).toBe(502);
+      expect(r.headers.get('x-latchkey-error')).toBe('upstream_encoding');
+      await r.arrayBuffer();
+    }
+    await new Promise((r) => setTimeout(r, 100)); // the abandoned upstream bodies error meanwhile
+    expect((await fetch(`${server.url}/v1/health`)).status).toBe(200);
+    expect((await proxied('default/openai/v1/echo')).status).toBe(200);
+  });
+
+  it('an unparseable request is answered by Latchkey (problem+json, X-Latchkey-Error), not by the framework', async () => {
+    const port = Number(new URL(server.url).port);
+    for (const req of [
+      `get /proxy/default/openai/v1/echo HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `POST /proxy/default/openai/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    ]) {
+      const s = netConnect({ host: '127.0.0.1', port });
+      s.on('error', () => {});
+      await once(s, 'connect');
+      s.write(req);
+      const chunks: Buffer[] = [];
+      for await (const c of s) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString();
+      expect(text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(text).toMatch(/\r\nX-Latchkey-Error: bad_request\r\n/i);
+      expect(text).toContain('application/problem+json');
+    }
   });
 
   it('WebSocket upgrades pass through after the same checks, with the credential injected', async () => {

@@ -253,8 +253,9 @@ describeBackends('KyselyStore', (ctx: BackendContext) => {
   it('vaults: delete cascades to secrets and versions and returns the count', async () => {
     const { vault, secrets } = await seedVault(store, ['a', 'b', 'c'], 2);
     const keep = await seedVault(store, ['a'], 2);
-    expect(await store.deleteVault(vault.id)).toEqual({ secrets: 3 });
+    expect(await store.deleteVault(vault.id)).toEqual({ secrets: 3, deleted: true });
     expect(await store.getVaultById(vault.id)).toBeNull();
+    expect(await store.deleteVault(vault.id)).toEqual({ secrets: 0, deleted: false });
     for (const s of secrets) {
       expect(await store.getSecret(vault.id, s.name)).toBeNull();
       expect(await store.getVersion(s.id, 1)).toBeNull();
@@ -267,8 +268,8 @@ describeBackends('KyselyStore', (ctx: BackendContext) => {
     // an empty vault, and an unknown one
     const empty = vaultRow();
     await store.insertVault(empty);
-    expect(await store.deleteVault(empty.id)).toEqual({ secrets: 0 });
-    expect(await store.deleteVault('no-such-id')).toEqual({ secrets: 0 });
+    expect(await store.deleteVault(empty.id)).toEqual({ secrets: 0, deleted: true });
+    expect(await store.deleteVault('no-such-id')).toEqual({ secrets: 0, deleted: false });
   });
 
   // ---- secrets

@@ -28,7 +28,8 @@ import { CliError, clientFor, EXIT, printError, usage } from './output.js';
 import { tokenKind, vaultFor } from './scope.js';
 
 const PROXY_VARS = ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy'];
-const BUNDLE_VARS = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'];
+/** bundles (system roots + the Latchkey CA): the SPEC's four, and the other tools' own that would else keep pointing at a bundle without our CA */
+const BUNDLE_VARS = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO', 'PIP_CERT', 'AWS_CA_BUNDLE', 'HTTPLIB2_CA_CERTS', 'NIX_SSL_CERT_FILE', 'CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE', 'GRPC_DEFAULT_SSL_ROOTS_FILE_PATH'];
 /** never handed to the child: the caller's own credentials and the server's secrets */
 const STRIPPED_VARS = ['LATCHKEY_TOKEN', 'LATCHKEY_MASTER_KEY', 'LATCHKEY_DATABASE_URL', 'LATCHKEY_REDIS_URL'];
 const NO_PROXY_BASE = ['localhost', '127.0.0.1'];
@@ -77,25 +78,14 @@ function systemRoots(): string {
   return rootCertificates.join('\n');
 }
 
-function mergeList(base: string[], extra: string | undefined): string {
-  const seen = new Set<string>();
-  const out: string[] = [];
-  for (const e of [...base, ...(extra ?? '').split(',')]) {
-    const t = e.trim();
-    if (t && !seen.has(t.toLowerCase())) {
-      seen.add(t.toLowerCase());
-      out.push(t);
-    }
-  }
-  return out.join(',');
-}
-
 /** The child's environment: ours, minus credentials, plus the proxy and CA variables. */
 export function childEnv(base: NodeJS.ProcessEnv, proxyUrl: string, vault: string, caFile: string, bundleFile: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base };
   for (const k of STRIPPED_VARS) delete env[k];
   for (const k of PROXY_VARS) env[k] = proxyUrl;
-  const noProxy = mergeList(NO_PROXY_BASE, base.NO_PROXY ?? base.no_proxy);
+  // exactly the loopback names (SPEC §6): an inherited NO_PROXY (`*`, or an API's host) would
+  // send the child's requests around the proxy
+  const noProxy = NO_PROXY_BASE.join(',');
   env.NO_PROXY = noProxy;
   env.no_proxy = noProxy;
   env.NODE_EXTRA_CA_CERTS = caFile;

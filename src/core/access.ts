@@ -7,7 +7,7 @@ import type { AgentRow, MemberRow, UserRow, VaultRow } from '../store/store.js';
 import { UniqueViolation } from '../store/store.js';
 import { checkEmail, checkPassword, userView } from './auth.js';
 import type { Core } from './core.js';
-import { conflict, invalid, notFound } from './errors.js';
+import { conflict, denied, invalid, notFound } from './errors.js';
 import type { InstanceRole, OpContext } from './principal.js';
 import { actorOf } from './principal.js';
 
@@ -140,6 +140,13 @@ export class Access {
     return a;
   }
 
+  /** An agent that is not revoked: a revoked agent is kept for the record and takes nothing new. */
+  async requireActiveAgent(name: string, field?: string): Promise<AgentRow> {
+    const a = await this.requireAgent(name);
+    if (a.status !== 'active') throw conflict(`agent ${a.name} is revoked`, 'agent_revoked', field);
+    return a;
+  }
+
   private async agentVaults(a: AgentRow): Promise<string[]> {
     const ms = await this.core.store.listMemberships('agent', a.id);
     const names: string[] = [];
@@ -226,6 +233,7 @@ export class Access {
   async revokeAgent(ctx: OpContext, name: string) {
     const a = await this.requireAgent(name);
     await this.authorizeAgent(ctx, a);
+    if (a.status !== 'active') throw conflict(`agent ${name} is already revoked`, 'agent_revoked');
     const now = new Date().toISOString();
     return this.core.write(ctx, async (s, ev) => {
       await s.updateAgent(a.id, { status: 'revoked', revoked_at: now });
@@ -257,7 +265,7 @@ export class Access {
   async addVaultAgent(ctx: OpContext, vaultName: string, agentName: unknown) {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'agent.manage', vault);
-    const a = await this.requireAgent(checkAgentName(agentName));
+    const a = await this.requireActiveAgent(checkAgentName(agentName), 'name');
     // an agent that other vaults already rely on joins one more only by someone who manages it in
     // all of them: else a vault admin could adopt another team's agent (and then act on it)
     const memberships = await this.core.store.listMemberships('agent', a.id);
@@ -276,7 +284,9 @@ export class Access {
     return this.core.write(ctx, async (s, ev) => {
       if (!(await s.deleteMember(vault.id, 'agent', a.id))) throw notFound('member', `agent:${agentName}`);
       ev.push({ action: 'member.remove', vault: vault.name, target: `agent:${a.name}` });
-      return { removed: a.name, vault: vault.name };
+      // an agent added back later starts with no grants here
+      const revoked = await this.core.grants.revokeIn(s, ctx, vault, { agentId: a.id }, 'agent removed from the vault', ev);
+      return { removed: a.name, vault: vault.name, revoked_grants: revoked };
     });
   }
 
@@ -294,12 +304,12 @@ export class Access {
     const p = ctx.principal;
     let agent: AgentRow;
     if (p.kind === 'agent') {
-      if (p.sessionVault) throw invalid('vault', 'a session cannot mint another session; use the agent token');
+      if (p.sessionVault) throw denied('a session cannot mint another session; use the agent token');
       if (input.agent !== undefined && input.agent !== p.name) throw invalid('agent', 'an agent mints sessions only for itself');
       agent = await this.requireAgent(p.name);
     } else {
       if (typeof input.agent !== 'string') throw invalid('agent', 'is required when a person mints a session');
-      agent = await this.requireAgent(input.agent);
+      agent = await this.requireActiveAgent(input.agent, 'agent');
     }
     await this.core.authorize(ctx, 'session.create', vault, `agent:${agent.name}`);
     if (!(await this.core.store.getMemberRole(vault.id, 'agent', agent.id))) throw invalid('vault', `agent ${agent.name} is not a member of vault ${vault.name}`);

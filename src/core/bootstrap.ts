@@ -208,7 +208,6 @@ export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ 
         newMaster = await stretchPassphrase(opts.newKey, kdf);
       }
     } else newMaster = generateMasterKey();
-    const rows = core.keyring.resealAll(newMaster);
     const useFile = core.info.masterSource === 'file' && opts.newKey === undefined;
     const path = masterKeyPath(opts.home);
     const pending = `${path}.new`;
@@ -219,12 +218,19 @@ export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ 
       rmSync(pending, { force: true });
       writeKeyFile(pending, newMaster);
     }
-    await core.write(systemContext(), async (s, ev) => {
+    const rows = await core.write(systemContext(), async (s, ev) => {
+      // under the sentinel's lock, with every key a running server may have added meanwhile (KEK
+      // rotation takes the same lock): a key left out here would be deleted with the old rows
+      await core.keys.checkMaster(s);
+      await core.keys.refresh(s);
+      const stored = await s.listKeys();
+      const rows = core.keyring.resealAll(newMaster, new Map(stored.map((r) => [`${r.purpose}:${r.version}`, r.created_at])));
       await s.replaceKeys(rows);
       await s.setMeta('sentinel', makeSentinel(newMaster).toString('base64'));
       if (kdf) await s.setMeta('kdf', JSON.stringify(kdf));
       else await s.setMeta('kdf', '');
       ev.push({ action: 'key.rekey', details: { keys: rows.length, source: useFile ? 'file' : 'provided' } });
+      return rows;
     });
     if (useFile) {
       renameSync(pending, path);

@@ -5,7 +5,8 @@
  * on every request (no cache), so revocation and expiry act on the very next one.
  */
 import { newId } from '../crypto/tokens.js';
-import type { GrantRow, VaultRow } from '../store/store.js';
+import type { AuditInput } from './audit.js';
+import type { GrantRow, Store, VaultRow } from '../store/store.js';
 import type { Core } from './core.js';
 import { denied, invalid, LatchkeyError, notFound } from './errors.js';
 import { checkSecretName } from './names.js';
@@ -100,8 +101,7 @@ export class Grants {
     const t = target(input);
     await this.core.authorize(ctx, 'grant.create', vault, t.target);
     if (typeof input.agent !== 'string') throw invalid('agent', 'is required');
-    const agent = await this.core.store.getAgentByName(input.agent);
-    if (!agent) throw notFound('agent', input.agent);
+    const agent = await this.core.access.requireActiveAgent(input.agent, 'agent');
     if (!(await this.core.store.getMemberRole(vault.id, 'agent', agent.id))) throw invalid('agent', `agent ${agent.name} is not a member of vault ${vault.name}; add it first`);
     const mode = checkMode(input.mode, t.kind);
     const expires_at = parseExpiry(input.expires);
@@ -117,6 +117,25 @@ export class Grants {
       ev.push({ action: 'grant.approve', vault: vault.name, target: `${t.kind}:${t.target}`, details: { grant: row.id, mode, agent: agent.name, direct: true, expires_at } });
     });
     return this.view(row, vault);
+  }
+
+  /**
+   * Inside a caller's transaction: revokes every approved or pending grant in `vault` that matches
+   * (a deleted service or secret, an agent leaving the vault), one `grant.revoke` each, so nothing
+   * made later under the same name, or a return to the vault, inherits them. Returns how many.
+   */
+  async revokeIn(s: Store, ctx: OpContext, vault: VaultRow, match: { kind?: 'secret' | 'service'; target?: string; agentId?: string }, reason: string, ev: AuditInput[]): Promise<number> {
+    const now = new Date().toISOString();
+    let revoked = 0;
+    for (const status of ['approved', 'pending']) {
+      for (const g of await s.listGrants({ vaultId: vault.id, status, ...match })) {
+        if (!(await s.transitionGrant(g.id, ['approved', 'pending'], { status: 'revoked', decided_by: actorOf(ctx.principal), decided_at: now, decision_reason: reason }))) continue;
+        const a = await s.getAgent(g.agent_id);
+        ev.push({ action: 'grant.revoke', vault: vault.name, target: `${g.kind}:${g.target}`, details: { grant: g.id, mode: g.mode, agent: a?.name, reason } });
+        revoked++;
+      }
+    }
+    return revoked;
   }
 
   async list(ctx: OpContext, vaultName: string, filter: { status?: string; agent?: string }) {

@@ -2,7 +2,7 @@
 import type { KeyPurpose, SealedKeyRow } from '../crypto/keyring.js';
 import { UniqueViolation, type Store } from '../store/store.js';
 import type { Core } from './core.js';
-import { conflict, invalid } from './errors.js';
+import { conflict, invalid, LatchkeyError } from './errors.js';
 import type { OpContext } from './principal.js';
 
 const REWRAP_BATCH = 500;
@@ -14,7 +14,25 @@ export class Keys {
   async refresh(store: Store = this.core.store): Promise<void> {
     const rows = await store.listKeys();
     const fresh = rows.filter((r) => r.purpose === 'kek' && !this.core.keyring.hasKek(r.version));
-    if (fresh.length) this.core.keyring.load(fresh.map((r) => ({ ...r, purpose: r.purpose as KeyPurpose })));
+    if (!fresh.length) return;
+    try {
+      this.core.keyring.load(fresh.map((r) => ({ ...r, purpose: r.purpose as KeyPurpose })));
+    } catch (err) {
+      await this.checkMaster(store, false);
+      throw err;
+    }
+  }
+
+  /**
+   * Refuses to go on when the keyring was re-sealed under another master key (an offline
+   * `latchkey key rekey`) after this process opened it: a key sealed now under the old master
+   * would open under neither. With `lock`, inside a transaction, the sentinel row stays locked
+   * until commit, so a rekey and a KEK rotation never interleave.
+   */
+  async checkMaster(s: Store, lock = true): Promise<void> {
+    const sentinel = lock ? await s.lockMeta('sentinel') : await s.getMeta('sentinel');
+    if (sentinel && this.core.keyring.sealedWithThisMaster(Buffer.from(sentinel, 'base64'))) return;
+    throw new LatchkeyError(503, 'master_key_changed', 'the keyring was re-sealed under another master key (latchkey key rekey) since this server started; restart it with the new key');
   }
 
   private checkedAt = 0;
@@ -53,6 +71,7 @@ export class Keys {
     const row: SealedKeyRow = this.core.keyring.nextKekRow();
     try {
       await this.core.write(ctx, async (s, ev) => {
+        await this.checkMaster(s);
         await s.insertKey({ ...row, wrapped: row.wrapped });
         ev.push({ action: 'key.rotate', details: { kek_version: row.version } });
       });

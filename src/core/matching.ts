@@ -434,7 +434,7 @@ export interface ServiceMatch<S extends Matchable> {
   methodAllowed: boolean;
   pathAllowed: boolean;
   /** why not, when not allowed */
-  reason: 'method_not_allowed' | 'path_not_allowed' | null;
+  reason: 'service_disabled' | 'method_not_allowed' | 'path_not_allowed' | null;
 }
 
 // parsing a matcher is cheap but not free; the proxy matches on every request
@@ -455,8 +455,10 @@ function cachedMatcher(host: string): HostMatcher | null {
 }
 
 /**
- * The best enabled service for a request, or null when none matches the host, port and the
- * matcher's path prefix. Ranking: exact host over wildcard, then the longer matcher path prefix,
+ * The best service for a request, or null when none matches the host, port and the matcher's
+ * path prefix. A disabled service takes part in the ranking and, when it is the best, refuses
+ * (`service_disabled`): disabling a narrow service must not hand its paths to a broader one and
+ * its credential. Ranking: exact host over wildcard, then the longer matcher path prefix,
  * then an explicit port over any port, then name (deterministic). Then whether the method and
  * path are allowed (`methods` and `path_prefixes`; empty = all; an ambiguous path is allowed
  * only when no path rule applies).
@@ -465,13 +467,13 @@ export function matchService<S extends Matchable>(services: readonly S[], host: 
   const np = normalizePath(path);
   let best: { s: S; m: HostMatcher } | null = null;
   for (const s of services) {
-    if (s.enabled === false) continue;
     const m = cachedMatcher(s.host);
     if (!m || !hostMatches(m, host, port)) continue;
     if (m.pathPrefix !== null && (np === null || !pathHasPrefix(np, m.pathPrefix))) continue;
     if (!best || better(m, s.name, best.m, best.s.name)) best = { s, m };
   }
   if (!best) return null;
+  if (best.s.enabled === false) return { service: best.s, matcher: best.m, allowed: false, methodAllowed: true, pathAllowed: true, reason: 'service_disabled' };
   const methods = best.s.methods ?? [];
   const prefixes = best.s.path_prefixes ?? [];
   const methodAllowed = methods.length === 0 || methods.includes(method.toUpperCase());

@@ -105,10 +105,24 @@ export function expandPreset(presetId: unknown, fields: unknown): Array<{ name: 
       throw invalid(`fields.${field.key}`, `is required for the ${preset.label} preset (${field.label})`);
     }
     const value = checkValue(v, `fields.${field.key}`);
-    if (field.pattern && !new RegExp(field.pattern).test(value)) {
-      throw invalid(`fields.${field.key}`, `does not look like a ${preset.label} ${field.label}${field.hint ? ` (expected ${field.hint})` : ''}`, 'invalid_format');
-    }
+    checkFieldFormat(preset, field, value, `fields.${field.key}`);
     out.push({ name: presetSecretName(preset, field), value, field });
   }
   return out;
+}
+
+function checkFieldFormat(preset: Preset, field: PresetField, value: string, at: string): void {
+  if (field.pattern && !new RegExp(field.pattern).test(value)) {
+    throw invalid(at, `does not look like a ${preset.label} ${field.label}${field.hint ? ` (expected ${field.hint})` : ''}`, 'invalid_format');
+  }
+}
+
+/**
+ * A new value for a secret a preset created (PUT, a proposal's slot): the same format check as at
+ * creation, so a version cannot bring in what the preset would have refused. Other secrets pass.
+ */
+export function checkPresetValue(presetId: string | null, secretName: string, value: string, at = 'value'): void {
+  const preset = presetId === null ? undefined : PRESETS.find((x) => x.id === presetId);
+  const field = preset?.fields.find((x) => presetSecretName(preset, x) === secretName);
+  if (preset && field) checkFieldFormat(preset, field, value, at);
 }

@@ -436,9 +436,9 @@ export class Proposals {
           if (slot.action === 'set') {
             const v = values.get(slot.key);
             if (v === undefined) continue; // an existing secret stays as it is
-            await this.core.secrets.putIn(s, ctx, vault, slot.key, v, ev, { description: slot.description, details: { proposal: id } });
+            await this.core.secrets.putIn(s, ctx, vault, slot.key, v, ev, { description: slot.description, details: { proposal: id }, field: `credentials.${slot.key}` });
             out.secrets_set.push(slot.key);
-          } else if (await this.core.secrets.deleteIn(s, vault, slot.key, ev, { proposal: id })) out.secrets_deleted.push(slot.key);
+          } else if (await this.core.secrets.deleteIn(s, ctx, vault, slot.key, ev, { proposal: id })) out.secrets_deleted.push(slot.key);
         }
         for (const svc of proposed) {
           await this.core.services.setIn(s, vault, svc, ev, { details: { proposal: id } });

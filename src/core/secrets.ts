@@ -10,7 +10,7 @@ import type { AuditInput } from './audit.js';
 import type { Core } from './core.js';
 import { conflict, invalid, LatchkeyError, notFound } from './errors.js';
 import { CATEGORIES, checkCategory, checkSecretName, checkValue, LIMITS, type Category } from './names.js';
-import { expandPreset, getPreset } from './presets.js';
+import { checkPresetValue, expandPreset, getPreset } from './presets.js';
 import type { OpContext } from './principal.js';
 import { actorOf } from './principal.js';
 import { parseFallback } from './vaults.js';
@@ -201,36 +201,47 @@ export class Secrets {
     const description = input.description === undefined ? undefined : checkDescription(input.description);
     const tags = input.tags === undefined ? undefined : JSON.stringify(checkTags(input.tags));
     await this.core.authorize(ctx, 'secret.write', vault, name);
+    // without `cas`, a PUT that lost a race to create the secret adds a version instead (once)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.putOnce(ctx, vault, name, value, input.cas, { category, description, tags });
+      } catch (err) {
+        if (!(err instanceof UniqueViolation) || input.cas !== undefined || attempt >= 2) {
+          if (err instanceof UniqueViolation) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+          throw err;
+        }
+      }
+    }
+  }
+
+  private putOnce(ctx: OpContext, vault: VaultRow, name: string, value: string, cas: number | undefined, meta: { category?: Category; description?: string | null; tags?: string }): Promise<{ secret: SecretMeta; created: boolean }> {
+    const { category, description, tags } = meta;
     const now = new Date().toISOString();
     const by = actorOf(ctx.principal);
-    try {
-      return await this.core.write(ctx, async (s, ev) => {
-        const cur = await s.getSecret(vault.id, name);
-        if (!cur) {
-          if (input.cas !== undefined && input.cas !== 0) throw conflict(`check-and-set failed: '${name}' does not exist (expected version ${input.cas})`, 'cas_mismatch', 'cas');
-          const row: SecretRow = {
-            id: newId(), vault_id: vault.id, name, category: category ?? 'custom', preset: null, description: description ?? null, tags: tags ?? '[]',
-            current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
-          };
-          await s.insertSecret(row);
-          await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(s, vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
-          ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category } });
-          return { secret: secretMeta(vault.name, row), created: true };
-        }
-        if (input.cas !== undefined && input.cas !== cur.current_version) {
-          throw conflict(`check-and-set failed: '${name}' is at version ${cur.current_version}, not ${input.cas}`, 'cas_mismatch', 'cas');
-        }
-        const next = cur.current_version + 1;
-        await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
-        const patch = { updated_at: now, ...(category ? { category } : {}), ...(description !== undefined ? { description } : {}), ...(tags !== undefined ? { tags } : {}) };
-        if (!(await s.advanceSecret(cur.id, cur.current_version, next, patch))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
-        ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next } });
-        return { secret: secretMeta(vault.name, { ...cur, ...patch, current_version: next }), created: false };
-      });
-    } catch (err) {
-      if (err instanceof UniqueViolation) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
-      throw err;
-    }
+    return this.core.write(ctx, async (s, ev) => {
+      const cur = await s.lockSecret(vault.id, name);
+      if (!cur) {
+        if (cas !== undefined && cas !== 0) throw conflict(`check-and-set failed: '${name}' does not exist (expected version ${cas})`, 'cas_mismatch', 'cas');
+        const row: SecretRow = {
+          id: newId(), vault_id: vault.id, name, category: category ?? 'custom', preset: null, description: description ?? null, tags: tags ?? '[]',
+          current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
+        };
+        await s.insertSecret(row);
+        await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(s, vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
+        ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category } });
+        return { secret: secretMeta(vault.name, row), created: true };
+      }
+      if (cas !== undefined && cas !== cur.current_version) {
+        throw conflict(`check-and-set failed: '${name}' is at version ${cur.current_version}, not ${cas}`, 'cas_mismatch', 'cas');
+      }
+      checkPresetValue(cur.preset, name, value);
+      const next = cur.current_version + 1;
+      await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
+      const patch = { updated_at: now, ...(category ? { category } : {}), ...(description !== undefined ? { description } : {}), ...(tags !== undefined ? { tags } : {}) };
+      if (!(await s.advanceSecret(cur.id, cur.current_version, next, patch))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+      ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next } });
+      return { secret: secretMeta(vault.name, { ...cur, ...patch, current_version: next }), created: false };
+    });
   }
 
   /**
@@ -238,13 +249,13 @@ export class Secrets {
    * sealed exactly as put() does, and pushes `secret.create` / `secret.update`. The caller has
    * authorized and validated; a concurrent change raises 409 and rolls the whole transaction back.
    */
-  async putIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, value: string, ev: AuditInput[], opts: { description?: string | null; details?: Record<string, unknown> } = {}): Promise<{ created: boolean; version: number }> {
+  async putIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, value: string, ev: AuditInput[], opts: { description?: string | null; details?: Record<string, unknown>; /** the request field holding the value, for errors */ field?: string } = {}): Promise<{ created: boolean; version: number }> {
     const details = opts.details ?? {};
     checkSecretName(name, 'name');
     checkValue(value);
     const now = new Date().toISOString();
     const by = actorOf(ctx.principal);
-    const cur = await s.getSecret(vault.id, name);
+    const cur = await s.lockSecret(vault.id, name);
     if (!cur) {
       const row: SecretRow = {
         id: newId(), vault_id: vault.id, name, category: 'custom', preset: null, description: opts.description ? checkDescription(opts.description) : null, tags: '[]',
@@ -255,6 +266,7 @@ export class Secrets {
       ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category, ...details } });
       return { created: true, version: 1 };
     }
+    checkPresetValue(cur.preset, name, value, opts.field);
     const next = cur.current_version + 1;
     await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
     if (!(await s.advanceSecret(cur.id, cur.current_version, next, { updated_at: now }))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
@@ -263,11 +275,12 @@ export class Secrets {
   }
 
   /** Inside a caller's transaction: deletes the secret (all versions) if it exists, pushing `secret.delete`. */
-  async deleteIn(s: Store, vault: VaultRow, name: string, ev: AuditInput[], details: Record<string, unknown> = {}): Promise<boolean> {
-    const cur = await s.getSecret(vault.id, name);
+  async deleteIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, ev: AuditInput[], details: Record<string, unknown> = {}): Promise<boolean> {
+    const cur = await s.lockSecret(vault.id, name);
     if (!cur) return false;
     const { versions } = await s.deleteSecret(cur.id);
     ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions, ...details } });
+    await this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: name }, 'secret deleted', ev);
     return true;
   }
 
@@ -314,7 +327,8 @@ export class Secrets {
     return { name, vault: found.vault.name, version: found.row.version.version, value: plain.toString('utf8') };
   }
 
-  async list(ctx: OpContext, vaultName: string, q: ListInput): Promise<{ items: SecretMeta[]; next_cursor: string | null }> {
+  /** Metadata, filtered and paged. An agent sees credential names only (SPEC §3: names, nothing more). */
+  async list(ctx: OpContext, vaultName: string, q: ListInput): Promise<{ items: Array<SecretMeta | { name: string; vault: string }>; next_cursor: string | null }> {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'secret.list', vault);
     if (q.category !== undefined && !(CATEGORIES as readonly string[]).includes(q.category)) checkCategory(q.category);
@@ -322,18 +336,21 @@ export class Secrets {
     if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.listPage) throw invalid('limit', `must be between 1 and ${LIMITS.listPage}`);
     const rows = await this.core.store.listSecrets({ vaultId: vault.id, category: q.category, prefix: q.prefix, q: q.q, after: q.cursor ? decodeCursor(q.cursor) : undefined, limit });
     const last = rows.at(-1);
-    return { items: rows.map((r) => secretMeta(vault.name, r)), next_cursor: rows.length === limit && last ? encodeCursor(last.name) : null };
+    const agent = ctx.principal.kind === 'agent';
+    return { items: rows.map((r) => (agent ? { name: r.name, vault: vault.name } : secretMeta(vault.name, r))), next_cursor: rows.length === limit && last ? encodeCursor(last.name) : null };
   }
 
-  async delete(ctx: OpContext, vaultName: string, name: string): Promise<{ deleted: string; vault: string; versions: number }> {
+  async delete(ctx: OpContext, vaultName: string, name: string): Promise<{ deleted: string; vault: string; versions: number; revoked_grants: number }> {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'secret.delete', vault, name);
     return this.core.write(ctx, async (s, ev) => {
-      const cur = await s.getSecret(vault.id, name);
+      const cur = await s.lockSecret(vault.id, name);
       if (!cur) throw notFound('secret', name);
       const { versions } = await s.deleteSecret(cur.id);
       ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions } });
-      return { deleted: name, vault: vault.name, versions };
+      // a secret made later under this name starts with no grants (as a deleted service's do)
+      const revoked = await this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: name }, 'secret deleted', ev);
+      return { deleted: name, vault: vault.name, versions, revoked_grants: revoked };
     });
   }
 
@@ -356,7 +373,7 @@ export class Secrets {
     await this.core.authorize(ctx, 'secret.rotate', vault, name);
     const now = new Date().toISOString();
     return this.core.write(ctx, async (s, ev) => {
-      const row = await s.getSecretValueRow(vault.id, name);
+      const row = (await s.lockSecret(vault.id, name)) && (await s.getSecretValueRow(vault.id, name));
       if (!row) throw notFound('secret', name);
       const kek = await this.reseal(s, vault, row, now);
       ev.push({ action: 'secret.rotate', vault: vault.name, target: name, details: { version: row.version.version, kek_version: kek } });
@@ -425,9 +442,9 @@ export class Secrets {
     const by = actorOf(ctx.principal);
     try {
       return await this.core.write(ctx, async (s, ev) => {
+        if (!(await s.lockSecret(vault.id, name))) throw notFound('secret', name);
         const old = await s.getSecretValueRow(vault.id, name, version);
         if (!old) {
-          if (!(await s.getSecret(vault.id, name))) throw notFound('secret', name);
           throw new LatchkeyError(404, 'version_not_found', `secret '${name}' has no version ${version}`, 'version');
         }
         const cur = old.secret;

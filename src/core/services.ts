@@ -47,6 +47,17 @@ export function serviceView(r: ServiceRow): ServiceView {
   return { ...serviceFromRow(r), created_at: r.created_at, updated_at: r.updated_at };
 }
 
+export interface AgentServiceView {
+  name: string;
+  host: string;
+  enabled: boolean;
+}
+
+function viewFor(ctx: OpContext, r: ServiceRow): ServiceView | AgentServiceView {
+  const v = serviceView(r);
+  return ctx.principal.kind === 'agent' ? { name: v.name, host: v.host, enabled: v.enabled } : v;
+}
+
 /** The columns a config is stored in (the matcher is split into host, port and path prefix). */
 function columns(c: ServiceConfig): Pick<ServiceRow, 'host' | 'port' | 'path_prefix' | 'auth' | 'methods' | 'path_prefixes' | 'quota_per_minute' | 'enabled' | 'description'> {
   const m = parseHostMatcher(c.host);
@@ -65,18 +76,19 @@ export function changedFields(a: ServiceConfig, b: ServiceConfig): Array<keyof S
 export class Services {
   constructor(private readonly core: Core) {}
 
-  async list(ctx: OpContext, vaultName: string): Promise<ServiceView[]> {
+  /** The vault's services. An agent sees each one's name, host and whether it is enabled (as /v1/discover shows), not its rules. */
+  async list(ctx: OpContext, vaultName: string): Promise<Array<ServiceView | AgentServiceView>> {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'service.list', vault);
-    return (await this.core.store.listServices(vault.id)).map(serviceView);
+    return (await this.core.store.listServices(vault.id)).map((r) => viewFor(ctx, r));
   }
 
-  async get(ctx: OpContext, vaultName: string, name: string): Promise<ServiceView> {
+  async get(ctx: OpContext, vaultName: string, name: string): Promise<ServiceView | AgentServiceView> {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'service.list', vault, name);
     const r = await this.core.store.getService(vault.id, name);
     if (!r) throw notFound('service', name);
-    return serviceView(r);
+    return viewFor(ctx, r);
   }
 
   /** The enabled and disabled services of a vault as configs (for the proxy; no authorization, no audit). */
@@ -156,14 +168,7 @@ export class Services {
       if (!cur) throw notFound('service', name);
       await s.deleteService(cur.id);
       ev.push({ action: 'service.delete', vault: vault.name, target: name, details: { host: formatHostMatcher({ host: cur.host, port: cur.port, pathPrefix: cur.path_prefix }) } });
-      let revoked = 0;
-      for (const g of await s.listGrants({ vaultId: vault.id, kind: 'service', target: name })) {
-        if (g.status !== 'approved' && g.status !== 'pending') continue;
-        if (!(await s.transitionGrant(g.id, ['approved', 'pending'], { status: 'revoked', decided_by: actorOf(ctx.principal), decided_at: now, decision_reason: 'service deleted' }))) continue;
-        const a = await s.getAgent(g.agent_id);
-        ev.push({ action: 'grant.revoke', vault: vault.name, target: `service:${name}`, details: { grant: g.id, mode: g.mode, agent: a?.name, reason: 'service deleted' } });
-        revoked++;
-      }
+      const revoked = await this.core.grants.revokeIn(s, ctx, vault, { kind: 'service', target: name }, 'service deleted', ev);
       return { deleted: name, vault: vault.name, revoked_grants: revoked };
     });
   }

@@ -133,7 +133,8 @@ export class Vaults {
     const users = (await this.core.store.listVaults()).filter((o) => o.id !== v.id && parseFallback(o).includes(name));
     if (users.length) throw conflict(`vault '${name}' is in the fallback chain of ${users.map((u) => `'${u.name}'`).join(', ')}; remove it there first`, 'vault_in_use');
     return this.core.write(ctx, async (s, ev) => {
-      const { secrets } = await s.deleteVault(v.id);
+      const { secrets, deleted } = await s.deleteVault(v.id);
+      if (!deleted) throw notFound('vault', name);
       ev.push({ action: 'vault.delete', vault: name, target: name, details: { secrets } });
       return { deleted: name, secrets };
     });

@@ -198,13 +198,22 @@ export class Keyring {
     }
   }
 
-  /** Every loaded key re-sealed under a new master key (rekey); the keys themselves do not change. */
-  resealAll(newMaster: Uint8Array): SealedKeyRow[] {
+  /**
+   * Every loaded key re-sealed under a new master key (rekey); the keys themselves do not change,
+   * nor their creation times (`createdAt`: purpose:version -> the stored row's).
+   */
+  resealAll(newMaster: Uint8Array, createdAt: ReadonlyMap<string, string> = new Map()): SealedKeyRow[] {
+    const row = (purpose: KeyPurpose, v: number, k: Buffer) => sealKeyRow(newMaster, purpose, v, k, createdAt.get(`${purpose}:${v}`));
     const rows: SealedKeyRow[] = [];
-    for (const [v, k] of this.keks) rows.push(sealKeyRow(newMaster, 'kek', v, k));
-    if (this.auditKey) rows.push(sealKeyRow(newMaster, 'audit', 1, this.auditKey));
-    if (this.tokenKey) rows.push(sealKeyRow(newMaster, 'token', 1, this.tokenKey));
+    for (const [v, k] of this.keks) rows.push(row('kek', v, k));
+    if (this.auditKey) rows.push(row('audit', 1, this.auditKey));
+    if (this.tokenKey) rows.push(row('token', 1, this.tokenKey));
     return rows;
+  }
+
+  /** Whether the stored sentinel was sealed with this keyring's master key (not replaced by a rekey since). */
+  sealedWithThisMaster(sentinel: Uint8Array): boolean {
+    return checkSentinel(this.master, sentinel);
   }
 
   /** HMAC-SHA256 under the audit key: the audit hash chain. */

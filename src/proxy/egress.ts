@@ -86,6 +86,7 @@ const METADATA = cidrs([
   '169.254.169.254/32', // AWS, GCP, Azure, OpenStack, DigitalOcean, ...
   '169.254.170.2/32', // AWS ECS task metadata
   '169.254.170.23/32', // AWS EKS pod identity
+  '168.63.129.16/32', // Azure WireServer (a public address, yet the host's own agent endpoint)
   '100.100.100.200/32', // Alibaba Cloud
   '192.0.0.192/32', // Oracle Cloud (legacy)
   'fd00:ec2::254/128', // AWS IMDS over IPv6

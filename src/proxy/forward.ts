@@ -95,7 +95,7 @@ function problemBody(status: number, code: string, detail: string, hint?: string
 }
 
 /** A response written straight onto a socket (CONNECT answers, before any HTTP server owns it). */
-function rawReply(socket: Duplex, status: number, code: string, detail: string, hint?: string, extra: Record<string, string> = {}): void {
+export function rawReply(socket: Duplex, status: number, code: string, detail: string, hint?: string, extra: Record<string, string> = {}): void {
   // a socket taken from the HTTP server (upgrade, CONNECT) has no error listener of Node's any more
   if (!socket.listenerCount('error')) socket.on('error', () => socket.destroy());
   const body = problemBody(status, code, detail, hint);
@@ -109,6 +109,17 @@ function rawReply(socket: Duplex, status: number, code: string, detail: string, 
   ];
   if (!socket.writable) return void socket.destroy();
   socket.end(head.join('\r\n') + '\r\n\r\n' + body);
+}
+
+/**
+ * Node's `clientError` (a request that cannot be parsed, or too slow): a problem answer marked as
+ * Latchkey's own (X-Latchkey-Error), on every listener, never a silent close or a framework text.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) return void socket.destroy();
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rawReply(socket, 408, 'request_timeout', 'the request took too long to arrive');
+  if (err.code === 'HPE_HEADER_OVERFLOW') return rawReply(socket, 431, 'headers_too_large', 'the request headers are too large');
+  rawReply(socket, 400, 'bad_request', 'the request could not be parsed');
 }
 
 function httpReply(res: ServerResponse, status: number, code: string, detail: string, hint?: string, extra: Record<string, string> = {}): void {
@@ -179,11 +190,12 @@ export class ForwardProxy {
     this.server.on('request', (req, res) => void this.onPlainRequest(req, res));
     this.server.on('upgrade', (req, socket, head) => void this.onPlainUpgrade(req, socket, head));
     this.server.on('connect', (req, socket, head) => void this.onConnect(req, socket, head));
-    this.server.on('clientError', (_err, socket) => rawReply(socket, 400, 'bad_request', 'the request could not be parsed'));
+    this.server.on('clientError', answerClientError);
     this.inner.on('request', (req, res) => void this.onTunnelRequest(req, res));
     this.inner.on('upgrade', (req, socket, head) => void this.onTunnelUpgrade(req, socket, head));
     this.inner.on('connect', (_req, socket) => rawReply(socket, 405, 'connect_in_tunnel', 'CONNECT inside an intercepted tunnel is not supported'));
-    this.inner.on('clientError', (_err, socket) => socket.destroy());
+    // a malformed request inside an intercepted tunnel gets the same answer as outside it
+    this.inner.on('clientError', answerClientError);
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -264,6 +276,8 @@ export class ForwardProxy {
       socket.unshift(first);
       if (first[0] !== 0x16) {
         clearTimeout(idle);
+        // port 443 is HTTPS: plain HTTP there would carry the injected credential in cleartext
+        if (info.port === 443) return rawReply(socket, 400, 'tls_required', `the tunnel to ${info.host}:443 must carry TLS; plain HTTP is not forwarded to an HTTPS port`);
         this.tunnels.set(socket, { ...info, scheme: 'http' });
         this.inner.emit('connection', socket);
         socket.resume(); // paused while peeking; the parser takes the peeked bytes first

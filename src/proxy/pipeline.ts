@@ -171,6 +171,10 @@ function lkError(err: unknown, mode: 'base' | 'forward'): ProxyError | null {
   return null;
 }
 
+function disabledService(s: { name: string }, vault: string): ProxyError {
+  return new ProxyError(403, 'service_disabled', `service ${s.name} is disabled in vault ${vault}`, 'a vault admin enables it (PUT /v1/vaults/<vault>/services/<name> with "enabled": true)');
+}
+
 export class ProxyPipeline {
   readonly access: ProxyAccess;
   readonly guard: EgressGuard;
@@ -382,7 +386,7 @@ export class ProxyPipeline {
       if (!fresh) throw new ProxyError(404, 'service_not_found', `vault ${caller.vault.name} has no service '${t.service ?? ''}'`, howToPropose(caller.vault.name, '<host>'));
       const s = fresh.config;
       facts.service = s.name;
-      if (!s.enabled) throw new ProxyError(403, 'service_disabled', `service ${s.name} is disabled in vault ${caller.vault.name}`, 'a vault admin enables it (PUT /v1/vaults/<vault>/services/<name> with "enabled": true)');
+      if (!s.enabled) throw disabledService(s, caller.vault.name);
       const m = this.matcher(s.host);
       if (!m) throw new ProxyError(502, 'service_invalid', `service ${s.name} has a host matcher this server cannot use`);
       if (m.wildcard) {
@@ -439,6 +443,7 @@ export class ProxyPipeline {
     }
     service = match.service;
     facts.service = service.name;
+    if (match.reason === 'service_disabled') throw disabledService(service, caller.vault.name);
     if (!match.allowed) {
       const what = match.reason === 'method_not_allowed'
         ? `method ${method} is not allowed (allowed: ${service.methods.join(', ')})`
@@ -554,6 +559,8 @@ export class ProxyPipeline {
       // asked for identity, got a compressed body anyway: decode it so it can be redacted
       const dec = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip() : encoding === 'deflate' ? createInflate() : encoding === 'br' ? createBrotliDecompress() : null;
       if (!dec) {
+        // undici errors the abandoned body (UND_ERR_ABORTED): with no listener that killed the process
+        body.on('error', () => {});
         body.destroy();
         res.off('close', onClose);
         const pe = new ProxyError(502, 'upstream_encoding', `the upstream answered with content-encoding ${encoding.slice(0, 40)}, which the proxy cannot redact`);

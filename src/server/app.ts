@@ -21,6 +21,7 @@ import { proposalRoutes } from './routes/proposals.js';
 import { consoleRoutes } from './routes/console.js';
 import { BASE_PREFIX, baseUrlHandler, baseUrlProxy } from '../proxy/base-url.js';
 import type { ProxyPipeline } from '../proxy/pipeline.js';
+import { answerClientError } from '../proxy/forward.js';
 import { securityHeaders, securityPlugin, type SecurityOptions } from './security.js';
 
 export interface AppOptions {
@@ -86,6 +87,8 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     requestIdHeader: false,
     // secret names run to 128 characters (more once percent-encoded); router errors as problem+json
     routerOptions: { maxParamLength: 512 },
+    // unparseable requests (the base-URL proxy's too) get a problem answer marked X-Latchkey-Error
+    clientErrorHandler: answerClientError,
     frameworkErrors: (err: Error, req: { id: string }, reply: Parameters<typeof sendProblem>[0]) => sendProblem(reply, toProblem(err, req.id)),
     // validation is zod and responses are plain JSON: these are the only compilers (given up front,
     // Fastify never loads ajv and fast-json-stringify: ~80 ms of start-up)

@@ -233,6 +233,12 @@ export class KyselyStore implements Store {
     return r?.value ?? null;
   }
 
+  async lockMeta(key: string): Promise<string | null> {
+    if (!this.inTx) throw new Error('lockMeta needs a transaction');
+    const q = this.db.selectFrom('meta').select('value').where('key', '=', key);
+    return (await (this.backend === 'postgres' ? q.forUpdate() : q).executeTakeFirst())?.value ?? null;
+  }
+
   async setMeta(key: string, value: string): Promise<void> {
     await this.db.insertInto('meta').values({ key, value })
       .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
@@ -280,18 +286,27 @@ export class KyselyStore implements Store {
     await this.db.updateTable('vaults').set(patch).where('id', '=', id).execute();
   }
 
-  async deleteVault(id: string): Promise<{ secrets: number }> {
+  async deleteVault(id: string): Promise<{ secrets: number; deleted: boolean }> {
+    // the vault row locked first: a concurrent delete of the same vault waits here, then finds nothing
+    const lock = this.db.selectFrom('vaults').select('id').where('id', '=', id);
+    if (!(await (this.backend === 'postgres' ? lock.forUpdate() : lock).executeTakeFirst())) return { secrets: 0, deleted: false };
     const ids = this.db.selectFrom('secrets').select('id').where('vault_id', '=', id);
     await this.db.deleteFrom('secret_versions').where('secret_id', 'in', ids).execute();
     const r = await this.db.deleteFrom('secrets').where('vault_id', '=', id).executeTakeFirst();
     await this.db.deleteFrom('vaults').where('id', '=', id).execute();
-    return { secrets: Number(r.numDeletedRows) };
+    return { secrets: Number(r.numDeletedRows), deleted: true };
   }
 
   // ---- secrets
 
   async getSecret(vaultId: string, name: string): Promise<SecretRow | null> {
     return (await this.r.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name).executeTakeFirst()) ?? null;
+  }
+
+  async lockSecret(vaultId: string, name: string): Promise<SecretRow | null> {
+    if (!this.inTx) throw new Error('lockSecret needs a transaction');
+    const q = this.db.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name);
+    return (await (this.backend === 'postgres' ? q.forUpdate() : q).executeTakeFirst()) ?? null;
   }
 
   async getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null> {
@@ -502,6 +517,24 @@ export class KyselyStore implements Store {
     if (q.vault) query = query.where('vault', '=', q.vault);
     if (q.actor) query = query.where('actor', '=', q.actor);
     if (q.target) query = query.where('target', '=', q.target);
+    // names are [A-Za-z0-9_:] and the details are JSON.stringify'd: a quoted name is an exact match
+    const inDetails = (text: string) => sql<boolean>`details like ${`%${text.replace(/[\\%_]/g, (c) => '\\' + c)}%`} escape '\\'`;
+    const secret = q.secret;
+    if (secret !== undefined) {
+      query = query.where((eb) => eb.or([
+        eb('target', '=', secret),
+        eb('target', '=', `secret:${secret}`),
+        eb.and([eb('action', '=', 'proxy.request'), inDetails(JSON.stringify(secret))]),
+      ]));
+    }
+    const agent = q.agent;
+    if (agent !== undefined) {
+      query = query.where((eb) => eb.or([
+        eb('actor', '=', `agent:${agent}`),
+        eb('target', '=', `agent:${agent}`),
+        eb.and([startsWith('action', 'grant.'), inDetails(`"agent":${JSON.stringify(agent)}`)]),
+      ]));
+    }
     if (q.action) {
       if (q.action.endsWith('*') || q.action.endsWith('.')) {
         query = query.where(startsWith('action', q.action.replace(/\*$/, '')));

@@ -51,6 +51,10 @@ export interface AuditQuery {
   vault?: string;
   actor?: string;
   target?: string;
+  /** events about a secret: its own (target = name), its grants (`secret:NAME`), proxied requests that injected it */
+  secret?: string;
+  /** events by or about an agent: its actions, its creation, token rotation and revocation, its grants */
+  agent?: string;
   action?: string; // exact, or a prefix when it ends with '.' or '*'
   outcome?: string;
   since?: string;
@@ -77,6 +81,8 @@ export interface Store {
   // meta and keys
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
+  /** Inside a transaction: a meta value, its row locked until commit (the sentinel: rekey and KEK rotation take it in turn). */
+  lockMeta(key: string): Promise<string | null>;
   listKeys(): Promise<KeyRow[]>;
   insertKey(row: KeyRow): Promise<void>;
   replaceKeys(rows: KeyRow[]): Promise<void>;
@@ -87,10 +93,17 @@ export interface Store {
   listVaults(): Promise<Array<VaultRow & { secret_count: number }>>;
   insertVault(row: VaultRow): Promise<void>;
   updateVault(id: string, patch: Partial<Pick<VaultRow, 'fallback' | 'description' | 'passthrough' | 'updated_at'>>): Promise<void>;
-  deleteVault(id: string): Promise<{ secrets: number }>;
+  /** Deletes the vault and its secrets; `deleted` false when the vault was already gone (a concurrent delete). */
+  deleteVault(id: string): Promise<{ secrets: number; deleted: boolean }>;
 
   // secrets
   getSecret(vaultId: string, name: string): Promise<SecretRow | null>;
+  /**
+   * Inside a transaction: the secret row, locked until commit (PostgreSQL `FOR UPDATE`; SQLite's
+   * writer is one connection, so its transactions never interleave). Every change to a secret
+   * starts here, so concurrent changes queue instead of failing or repeating.
+   */
+  lockSecret(vaultId: string, name: string): Promise<SecretRow | null>;
   /** The secret with its current version, or a given one: the read hot path, one query. */
   getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null>;
   /** Vault, secret and version by vault name in one query (the read hot path); null if any is missing. */

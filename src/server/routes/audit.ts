@@ -43,7 +43,7 @@ export function auditRoutes(core: Core) {
       let since = timeParam(q.since, 'since');
       if (vault && (!since || since < vault.created_at) && !(await core.can(req.ctx, 'audit.read', null))) since = vault.created_at;
       return core.audit.query(core.store, {
-        vault: q.vault, actor: q.agent ? `agent:${q.agent}` : q.actor, target: q.secret, action: q.action, outcome: q.outcome,
+        vault: q.vault, actor: q.actor, agent: q.agent, secret: q.secret, action: q.action, outcome: q.outcome,
         since, until: timeParam(q.until, 'until'), q: q.q, limit: q.limit ?? 100,
         beforeSeq: q.cursor ? Number(q.cursor) : undefined,
       });
