@@ -2,7 +2,7 @@
  * The real CLI as a child process (`node bin/latchkey.js …`) against a real server started by
  * `latchkey server`, on a temp LATCHKEY_HOME and a free port. Needs the build (`npm test` builds).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -357,8 +357,20 @@ describe('latchkey CLI (child process, real server)', () => {
     const vf = await cli(['audit', 'verify', '--checkpoint', forged]);
     expect(vf.code).toBe(1);
     expect(vf.stdout).toMatch(/checkpoint at seq \d+: FAILED/);
+    // plain `audit verify` checks against the last checkpoint exported with -o (SPEC §4)
+    const vd = await cli(['audit', 'verify', '--json']);
+    expect(vd.code, vd.stderr).toBe(0);
+    expect(vd.stderr).toContain(`last exported checkpoint ${file}`);
+    expect(JSON.parse(vd.stdout)).toMatchObject({ ok: true, checkpoint: { seq: cp.seq, ok: true } });
+    writeFileSync(file, JSON.stringify({ ...cp, mac: '0'.repeat(64) }));
+    expect((await cli(['audit', 'verify'])).code).toBe(1);
+    writeFileSync(file, JSON.stringify(cp));
     const stdout = await cli(['audit', 'checkpoint']);
     expect(JSON.parse(stdout.stdout).seq).toBeGreaterThanOrEqual(cp.seq);
+    // `| head -1`: a reader that leaves early is no error and no stack trace
+    const piped = spawnSync('sh', ['-c', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} audit --limit 200 | head -1`], { env, cwd: ROOT, encoding: 'utf8' });
+    expect(piped.stdout).toMatch(/^SEQ/);
+    expect(piped.stderr).not.toMatch(/EPIPE|at /);
   });
 
   it('key status / rotate / rewrap', async () => {

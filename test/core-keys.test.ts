@@ -291,6 +291,23 @@ describeBackends('core keys', (ctx) => {
     await again.core.close();
   });
 
+  it('a server still running under the old key after a rekey cannot rotate a KEK (it would seal it under the replaced key); rekey keeps creation times', async () => {
+    const db = await ctx.freshDatabase();
+    const stale = await open(db, { LATCHKEY_MASTER_KEY: KEY_A }, true);
+    const sys: OpContext = { principal: { kind: 'system' }, ip: null, requestId: null };
+    await stale.core.keys.rotate(sys);
+    const created = (await stale.core.store.listKeys()).map((k) => `${k.purpose}:${k.version}:${k.created_at}`);
+    await new Promise((r) => setTimeout(r, 5));
+    await rekey({ home: db.home, databaseUrl: db.databaseUrl, env: { LATCHKEY_MASTER_KEY: KEY_A }, newKey: KEY_B });
+    expect((await stale.core.store.listKeys()).map((k) => `${k.purpose}:${k.version}:${k.created_at}`)).toEqual(created);
+    expect(await fails(stale.core.keys.rotate(sys))).toMatchObject({ status: 503, code: 'master_key_changed' });
+    await stale.core.close();
+    // nothing was sealed under the old key: the new one opens everything
+    const fresh = await open(db, { LATCHKEY_MASTER_KEY: KEY_B });
+    expect((await fresh.core.keys.rotate(sys)).kek_version).toBe(3);
+    await fresh.core.close();
+  });
+
   it('a key file made for a new data dir never replaces one that appeared meanwhile (two processes initialising at once)', () => {
     const dir = join(ctx.home, 'race-keyfile');
     mkdirSync(dir, { recursive: true });

@@ -658,7 +658,15 @@ describeBackends('proxy base-URL mode', (ctx) => {
     s.write('ping-frame');
     await eventually(async () => buf, (b) => b.includes('ping-frame'));
     expect(buf).toBe('ping-frame');
-    s.destroy();
+    // revoking the grant cuts the open WebSocket (checked again every second), then a new grant serves again
+    const closed = once(s, 'close');
+    expect((await call('POST', `/v1/vaults/default/grants/${grantId}/revoke`)).status).toBe(200);
+    const t0 = Date.now();
+    await closed;
+    expect(Date.now() - t0).toBeLessThan(3000);
+    const g = await call('POST', '/v1/vaults/default/grants', { body: { agent: 'proxy-bot', service: 'openai', mode: 'use' } });
+    expect(g.status).toBe(201);
+    grantId = g.json.id;
     // refused before any upstream contact without a token
     const s2 = netConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
     await once(s2, 'connect');

@@ -4,6 +4,7 @@
  * clients (system curl, undici's ProxyAgent, raw CONNECT sockets, `latchkey run` as a child
  * process). Needs the build for the CLI part (`npm test` builds).
  */
+import { once } from 'node:events';
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { webcrypto, X509Certificate } from 'node:crypto';
@@ -380,6 +381,29 @@ describeBackends('forward proxy', (ctx) => {
     expect(meta.status).toBe(403);
     expect(meta.headers['x-latchkey-error']).toBe('egress_denied');
     meta.socket.destroy();
+
+    // an open blind tunnel is cut once passthrough is turned off (checked again every second)
+    const live = await rawConnect(pport, `127.0.0.1:${uport}`, basic(agentToken, 'open'));
+    expect(live.status).toBe(200);
+    const closed = once(live.socket, 'close');
+    expect((await api('PATCH', '/v1/vaults/open', { passthrough: false })).status).toBe(200);
+    const t0 = Date.now();
+    await closed;
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect((await api('PATCH', '/v1/vaults/open', { passthrough: true })).status).toBe(200);
+  });
+
+  it('plain HTTP inside a CONNECT to port 443 is refused: the credential never goes out in cleartext', async () => {
+    const n = seen.length;
+    const t = await rawConnect(pport, '127.0.0.1:443', basic(agentToken, 'default'));
+    expect(t.status).toBe(200);
+    t.socket.write('GET /cleartext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    const chunks: Buffer[] = [];
+    for await (const c of t.socket) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+    expect(text.toLowerCase()).toContain('x-latchkey-error: tls_required');
+    expect(seen.length).toBe(n);
   });
 
   it('the inner Host header does not change the upstream: the CONNECT target is the destination', async () => {

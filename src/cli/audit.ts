@@ -1,7 +1,9 @@
 /** `latchkey audit` (query, newest first), `audit verify [--checkpoint FILE]`, `audit checkpoint [-o FILE]`. */
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { AuditQuery, Checkpoint } from '../client/index.js';
+import { readCliConfig, writeCliConfig } from './config.js';
 import { CliError, clientFor, collectPages, EXIT, info, intArg, out, parseTime, printError, printJson, printTable, usage } from './output.js';
 
 interface QueryOpts {
@@ -77,11 +79,20 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
 
   audit
     .command('verify')
-    .description('verify the hash chain (and, with --checkpoint, that nothing after it was cut off)')
-    .option('--checkpoint <file>', 'a checkpoint exported by `latchkey audit checkpoint -o FILE`')
+    .description('verify the hash chain, and that nothing after the last exported checkpoint was cut off')
+    .option('--checkpoint <file>', 'a checkpoint exported by `latchkey audit checkpoint -o FILE` (default: the last one exported)')
     .option('--json', 'machine-readable output')
     .action(async (opts: { checkpoint?: string; json?: boolean }, cmd: Command) => {
-      const cp = opts.checkpoint ? readCheckpoint(opts.checkpoint) : null;
+      // SPEC §4: truncation of the tail is found against the last exported checkpoint
+      let file = opts.checkpoint;
+      const saved = readCliConfig().checkpoint;
+      if (!file && saved) {
+        if (existsSync(saved)) {
+          file = saved;
+          info(`checking against the last exported checkpoint ${saved}`);
+        } else info(`the last exported checkpoint ${saved} is gone: truncation of the tail cannot be checked`);
+      }
+      const cp = file ? readCheckpoint(file) : null;
       const r = await clientFor(cmd).verifyAudit(cp);
       if (opts.json) printJson(r);
       else {
@@ -110,6 +121,7 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
       }
       writeFileSync(opts.output, text, { mode: 0o600 });
       chmodSync(opts.output, 0o600);
-      out(`checkpoint at seq ${cp.seq} written to ${opts.output}`);
+      writeCliConfig({ checkpoint: resolve(opts.output) });
+      out(`checkpoint at seq ${cp.seq} written to ${opts.output} (audit verify checks against it from now on)`);
     });
 }

@@ -10,6 +10,8 @@ import { DEFAULT_ADDR } from '../client/index.js';
 export interface CliConfig {
   addr?: string;
   token?: string;
+  /** the last audit checkpoint exported with -o (an absolute path): `audit verify` checks against it */
+  checkpoint?: string;
 }
 
 export function cliHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -31,6 +33,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
     const out: CliConfig = {};
     if (typeof o.addr === 'string' && o.addr) out.addr = o.addr;
     if (typeof o.token === 'string' && o.token) out.token = o.token;
+    if (typeof o.checkpoint === 'string' && o.checkpoint) out.checkpoint = o.checkpoint;
     return out;
   } catch {
     return {};
@@ -41,7 +44,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
  * Merges `patch` into the saved config (a key set to undefined or null is removed) and writes it
  * atomically with mode 0600. Returns the path written.
  */
-export function writeCliConfig(patch: { addr?: string | null; token?: string | null }, env: NodeJS.ProcessEnv = process.env): string {
+export function writeCliConfig(patch: { addr?: string | null; token?: string | null; checkpoint?: string | null }, env: NodeJS.ProcessEnv = process.env): string {
   const path = cliConfigPath(env);
   let current: Record<string, unknown> = {};
   if (existsSync(path)) {

@@ -75,6 +75,11 @@ function addAddrToLeaves(cmd: Command): void {
 
 /** Runs the CLI on process.argv-style arguments and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // a reader that went away (`latchkey audit | head -1`) ends the output, not in a stack trace
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   let code = EXIT.ok as number;
   const program = buildProgram((c) => { code = c; });
   try {

@@ -66,7 +66,8 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
         running = await startServer(opts);
       } catch (err) {
         const e = err as { code?: string; port?: number };
-        if (e?.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${e.port ?? port}: the address is already in use (choose another with --port)`, EXIT.error);
+        const flag = e?.port !== undefined && e.port !== port ? '--proxy-port' : '--port';
+        if (e?.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${e.port ?? port}: the address is already in use (choose another with ${flag})`, EXIT.error);
         if (e?.code === 'EACCES') throw new CliError(`cannot listen on ${host}:${e.port ?? port}: permission denied`, EXIT.error);
         throw err;
       }

@@ -251,7 +251,7 @@ export class ForwardProxy {
     }
     if (socket.destroyed) return;
     if (decision.match) return this.intercept(socket, head, { scheme: 'https', creds, host: target.host, port: target.port, clientIp });
-    if (decision.passthrough) return this.passthrough(socket, head, target.host, target.port);
+    if (decision.passthrough) return this.passthrough(socket, head, target.host, target.port, creds);
     // (the pipeline raises this itself; kept so that no answer here ever means "tunnel anyway")
     return rawReply(socket, 403, 'no_service', `no service in vault '${creds.vault}' matches ${target.host}:${target.port}`, PROPOSE_HINT(creds.vault, target.host));
   }
@@ -298,7 +298,7 @@ export class ForwardProxy {
   }
 
   /** A blind tunnel (the vault allows passthrough): TCP to an address the pipeline's egress guard admits. */
-  private async passthrough(socket: Duplex, head: Buffer, host: string, port: number): Promise<void> {
+  private async passthrough(socket: Duplex, head: Buffer, host: string, port: number, creds: { token: string | null; vault: string }): Promise<void> {
     let up: Socket;
     try {
       up = await this.opts.pipeline.dialChecked(host, port);
@@ -311,6 +311,9 @@ export class ForwardProxy {
     socket.on('error', () => up.destroy());
     socket.once('close', () => up.destroy());
     up.once('close', () => socket.destroy());
+    // revocation reaches the open tunnel too (checked again every second)
+    const unwatch = this.opts.pipeline.watch({ destroy: () => { up.destroy(); socket.destroy(); } }, () => this.opts.pipeline.passthroughStillAllowed(creds.token, creds.vault));
+    up.once('close', unwatch);
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length) up.write(head);
     socket.pipe(up);

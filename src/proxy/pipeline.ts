@@ -171,6 +171,9 @@ function lkError(err: unknown, mode: 'base' | 'forward'): ProxyError | null {
   return null;
 }
 
+/** How often connections without requests (WebSockets, passthrough tunnels) are checked again. */
+const WATCH_MS = 1000;
+
 function disabledService(s: { name: string }, vault: string): ProxyError {
   return new ProxyError(403, 'service_disabled', `service ${s.name} is disabled in vault ${vault}`, 'a vault admin enables it (PUT /v1/vaults/<vault>/services/<name> with "enabled": true)');
 }
@@ -657,6 +660,49 @@ export class ProxyPipeline {
     if (!socket.destroyed) socket.end(head + body);
   }
 
+  /**
+   * Connections with no requests to check (WebSockets, blind passthrough tunnels) are checked
+   * again every WATCH_MS: when the token, the agent, its membership or the grant is gone, the
+   * connection is cut (SPEC §3: revocation reaches connections already open). Returns the unwatch.
+   */
+  watch(conn: { destroy(): void }, stillAllowed: () => Promise<void>): () => void {
+    this.watched.set(conn, stillAllowed);
+    this.watchTimer ??= setInterval(() => void this.recheckWatched(), WATCH_MS).unref();
+    return () => {
+      this.watched.delete(conn);
+      if (!this.watched.size && this.watchTimer) {
+        clearInterval(this.watchTimer);
+        this.watchTimer = null;
+      }
+    };
+  }
+
+  private readonly watched = new Map<{ destroy(): void }, () => Promise<void>>();
+  private watchTimer: NodeJS.Timeout | null = null;
+  private rechecking = false;
+
+  private async recheckWatched(): Promise<void> {
+    if (this.rechecking) return;
+    this.rechecking = true;
+    try {
+      for (const [conn, stillAllowed] of [...this.watched]) {
+        // any refusal (revoked, expired, removed) cuts; so does a failed check: deny by default
+        await stillAllowed().catch(() => {
+          this.watched.delete(conn);
+          conn.destroy();
+        });
+      }
+    } finally {
+      this.rechecking = false;
+    }
+  }
+
+  /** A blind passthrough tunnel may stay open while its token works and its vault still allows passthrough. */
+  async passthroughStillAllowed(token: string | null, vault: string): Promise<void> {
+    const caller = await this.authenticate(token, vault, 'forward');
+    if (caller.vault.passthrough !== 1) throw new ProxyError(403, 'no_service', `vault ${caller.vault.name} no longer allows blind passthrough`);
+  }
+
   /** WebSocket / Upgrade pass-through after the same checks (frames are not redacted). */
   async handleUpgrade(t: ProxyTarget, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const started = performance.now();
@@ -700,6 +746,12 @@ export class ProxyPipeline {
     if (head.length) upSock.write(head);
     const conn = { destroy: () => { upSock.destroy(); socket.destroy(); } };
     this.open.add(conn);
+    const service = p.service;
+    const unwatch = this.watch(conn, async () => {
+      const caller = await this.authenticate(t.token, t.vault, t.mode, t.service ?? null);
+      if (service) await this.access.requireUseGrant(caller, service);
+      else if (caller.vault.passthrough !== 1) throw new ProxyError(403, 'no_service', 'blind passthrough was turned off');
+    });
     upSock.on('error', () => socket.destroy());
     socket.on('error', () => upSock.destroy());
     upSock.pipe(socket);
@@ -709,6 +761,7 @@ export class ProxyPipeline {
       if (done) return;
       done = true;
       this.open.delete(conn);
+      unwatch();
       upSock.destroy();
       socket.destroy();
       this.record(facts, method, auditPath(t), 101, started, requestId, t.clientIp, null);
@@ -722,6 +775,7 @@ export class ProxyPipeline {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.open) c.destroy();
+    if (this.watchTimer) clearInterval(this.watchTimer);
     const d = this.dispatcher ?? (this.dispatcherP ? await this.dispatcherP : null);
     if (d) {
       await Promise.race([d.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
