@@ -336,7 +336,7 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
     expect(json<{ name: string }[]>(sList).map((s) => s.name)).toEqual(['DEPLOY_KEY', 'GITHUB_TOKEN']);
     expect(ok(sGet).stdout).toBe('ghp_team_value\n');
     expectFailure(sOther, 4);
-    expectFailure(sMint, 2); // a session cannot mint another
+    expectFailure(sMint, 4); // a session cannot mint another (denied)
     expect(ok(human).stdout.trim()).toMatch(/^lk_sess_\S+$/);
     expect(json<{ agent: string }>(forA1).agent).toBe('a1');
     expectFailure(shortTtl, 2);

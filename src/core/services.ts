@@ -162,7 +162,6 @@ export class Services {
   async delete(ctx: OpContext, vaultName: string, name: string): Promise<{ deleted: string; vault: string; revoked_grants: number }> {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'service.manage', vault, name);
-    const now = new Date().toISOString();
     return this.core.write(ctx, async (s, ev) => {
       const cur = await s.getService(vault.id, name);
       if (!cur) throw notFound('service', name);
