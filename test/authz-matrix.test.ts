@@ -86,6 +86,7 @@ const MATRIX: Row[] = [
   row('DELETE', '/v1/vaults/:vault/secrets/:name', /*                */ '-     -      -     -      -      Y     -     Y'), // "permanent delete, immediate": irreversible, admins only (stricter reading)
   row('POST', '/v1/vaults/:vault/secrets/:name/rotate', /*           */ '-     -      -     -      Y      Y     -     Y'), // re-encrypts, value unchanged: a writer's operation
   row('POST', '/v1/vaults/:vault/secrets/:name/rollback', /*         */ '-     -      -     -      Y      Y     -     Y'), // a new version: a writer's operation
+  row('POST', '/v1/vaults/:vault/secrets/:name/migrate', /*          */ '-     -      -     -      -      -     -     Y'), // leaves alpha (a delete there: its admin) and writes beta (where alpha's admin is nobody, as beta's admin is in alpha): here the owner only
   row('POST', '/v1/vaults/:vault/rotate-all', /*                     */ '-     -      -     -      -      Y     -     Y'), // vault-wide maintenance (seed 001 "after security incidents"): admins only (stricter)
   // ---- audit (instance-wide; SPEC names no reader: the stricter reading is the instance owner/admin)
   row('GET', '/v1/audit', /*                                         */ '-     -      -     -      -      -     -     Y'),
@@ -250,6 +251,7 @@ describeBackends('authorization matrix', (ctx) => {
     'DELETE /v1/vaults/:vault/secrets/:name': async () => ({ path: `/v1/vaults/alpha/secrets/${await newSecret('DEL_')}` }),
     'POST /v1/vaults/:vault/secrets/:name/rotate': async () => ({ path: '/v1/vaults/alpha/secrets/PLAIN/rotate' }),
     'POST /v1/vaults/:vault/secrets/:name/rollback': async () => ({ path: '/v1/vaults/alpha/secrets/PLAIN/rollback', body: { version: 1 } }),
+    'POST /v1/vaults/:vault/secrets/:name/migrate': async () => ({ path: `/v1/vaults/alpha/secrets/${await newSecret('MIG_')}/migrate`, body: { to: 'beta' } }),
     'POST /v1/vaults/:vault/rotate-all': async () => ({ path: '/v1/vaults/alpha/rotate-all', body: {} }),
 
     'GET /v1/audit': async () => ({ path: '/v1/audit?limit=5' }),

@@ -3,6 +3,7 @@
  * `latchkey server`, on a temp LATCHKEY_HOME and a free port. Needs the build (`npm test` builds).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -261,9 +262,26 @@ describe('latchkey CLI (child process, real server)', () => {
     expect((await cli(['secret', 'get', 'BULK_0999', '--vault', 'bulk'])).stdout).toBe('v-BULK_0999\n');
     const all = await cli(['secret', 'list', '--vault', 'bulk', '--json']);
     expect(JSON.parse(all.stdout)).toHaveLength(1200);
+
+    // Ctrl-C after the first batch: the batch in flight finishes, then it says how far it got (exit 130)
+    const child = spawn(process.execPath, [BIN, 'secret', 'rotate', '--all', '--vault', 'bulk'], { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('rotated 500/1200') && !child.killed) child.kill('SIGINT');
+    });
+    const [code] = (await once(child, 'exit')) as [number];
+    expect(code, err).toBe(130);
+    expect(err).toMatch(/stopped after rotating (500|1000) of 1200; already rotated secrets stay rotated/);
   }, 180_000);
 
   it('delete; a deleted secret is not found (exit 3)', async () => {
+    // several names: one that is not there leaves none of the others in place, and is named (exit 3)
+    await cli(['secret', 'set', 'DEL_1=a', 'DEL_2=b']);
+    const many = await cli(['secret', 'delete', 'DEL_1', 'NOPE_NOT_HERE', 'DEL_2']);
+    expect(many.code).toBe(3);
+    expect(many.stdout).toMatch(/deleted DEL_1[\s\S]*deleted DEL_2/);
+    expect(many.stderr.trim()).toBe('latchkey: not found in vault default: NOPE_NOT_HERE (deleted 2 of 3)');
     const d = await cli(['secret', 'delete', 'B']);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toMatch(/deleted B/);

@@ -213,6 +213,12 @@ describeBackends('core audit', (ctx) => {
     expect(r.ok).toBe(false);
     expect(r.first_bad?.seq).toBe(h.seq + 1);
     await restore();
+    // the head row deleted: reported as tampering, not an internal error
+    await raw.run('delete from audit_head where id = 1');
+    r = await verify();
+    expect(r).toMatchObject({ ok: false, first_bad: { seq: 0, reason: expect.stringMatching(/head record .* missing/) } });
+    await raw.run('insert into audit_head (id, seq, hash, anchor_seq, anchor_hash) values (1, ?, ?, ?, ?)', [h.seq, h.hash, h.anchor_seq, h.anchor_hash]);
+    await restore();
     // rows numbered at or below the start of the chain (0, negative): the walk starts after them,
     // but a query lists them, so verify must report them
     for (const seq of [0, -7]) {

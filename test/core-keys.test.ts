@@ -366,6 +366,15 @@ describeBackends('core keys', (ctx) => {
     writeFileSync(`${keyFile}.new`, randomBytes(32).toString('base64'), { mode: 0o600 });
     expect((await fails(open(db, {}))).message).toMatch(/does not match/);
     writeFileSync(keyFile, newKey, { mode: 0o600 });
+    rmSync(`${keyFile}.new`, { force: true });
+
+    // rekey from the key file to a key given by the operator: the old file, which opens nothing
+    // now, is moved aside (left in place, the next start would read it and refuse it as wrong)
+    const r2 = await rekey({ home: db.home, databaseUrl: db.databaseUrl, env: {}, newKey: KEY_B });
+    expect(r2).toMatchObject({ newKeyFile: null, replacedKeyFile: `${keyFile}.replaced` });
+    expect(existsSync(keyFile)).toBe(false);
+    expect((await fails(open(db, {}))).message).toContain('LATCHKEY_MASTER_KEY'); // says what to provide
+    await (await open(db, { LATCHKEY_MASTER_KEY: KEY_B })).core.close();
   });
 
   it('passphrase: stretched with Argon2id, its salt and parameters stored beside the keyring; rekey to a raw key and back', async () => {

@@ -309,6 +309,38 @@ describeBackends('core.services', (ctx) => {
     expect(await fails(core.access.createSession(owner, { vault: 'default', agent: 'gone-bot' }))).toMatchObject({ status: 409 });
   });
 
+  it('migrate moves a secret with every version to another vault, re-sealed there; audited secret.migrate; grants here revoked', async () => {
+    await core.vaults.create(owner, { name: 'mig-to' });
+    await core.secrets.put(owner, 'default', 'MIGRATING', { value: 'm-1' });
+    await core.secrets.put(owner, 'default', 'MIGRATING', { value: 'm-2' });
+    await core.grants.create(owner, 'default', { agent: 'svc-bot', secret: 'MIGRATING', mode: 'read' });
+    expect(await fails(core.secrets.migrate(owner, 'default', 'MIGRATING', {}))).toMatchObject({ status: 400, field: 'to' });
+    expect(await fails(core.secrets.migrate(owner, 'default', 'MIGRATING', { to: 'default' }))).toMatchObject({ status: 400, field: 'to' });
+    expect(await fails(core.secrets.migrate(owner, 'default', 'MIGRATING', { to: 'no-such-vault' }))).toMatchObject({ status: 404, field: 'to' });
+    expect(await fails(core.secrets.migrate(member, 'default', 'MIGRATING', { to: 'mig-to' }))).toMatchObject({ status: 403 });
+    const m = await core.secrets.migrate(owner, 'default', 'MIGRATING', { to: 'mig-to' });
+    expect(m).toMatchObject({ name: 'MIGRATING', vault: 'mig-to', from: 'default', version: 2, versions: 2, revoked_grants: 1 });
+    expect((await core.secrets.read(owner, 'mig-to', 'MIGRATING')).value).toBe('m-2');
+    expect((await core.secrets.read(owner, 'mig-to', 'MIGRATING', 1)).value).toBe('m-1');
+    expect(await fails(core.secrets.read(owner, 'default', 'MIGRATING'))).toMatchObject({ status: 404 });
+    const [ev] = (await core.audit.query(core.store, { action: 'secret.migrate', limit: 1 })).items;
+    expect(ev).toMatchObject({ vault: 'default', target: 'MIGRATING', details: { from: 'default', to: 'mig-to', versions: 2 } });
+    // a secret of that name in the target: 409, nothing moved
+    await core.secrets.put(owner, 'default', 'MIGRATING', { value: 'again' });
+    expect(await fails(core.secrets.migrate(owner, 'default', 'MIGRATING', { to: 'mig-to' }))).toMatchObject({ status: 409, field: 'to' });
+    expect((await core.secrets.read(owner, 'default', 'MIGRATING')).value).toBe('again');
+    expect((await core.secrets.read(owner, 'mig-to', 'MIGRATING')).value).toBe('m-2');
+  });
+
+  it('identical access requests at once make one pending grant (the others answer with it)', async () => {
+    await core.secrets.put(owner, 'default', 'ASKED_ONCE', { value: 'x1' });
+    const rs = await Promise.all(Array.from({ length: 8 }, () => core.grants.request(agent, 'default', { secret: 'ASKED_ONCE', mode: 'read', reason: 'deploy' })));
+    expect(new Set(rs.map((r) => r.id)).size).toBe(1);
+    expect(rs.filter((r) => !('duplicate' in r)).length).toBe(1);
+    expect((await core.store.listGrants({ target: 'ASKED_ONCE', status: 'pending' })).length).toBe(1);
+    expect((await core.audit.query(core.store, { action: 'grant.request', limit: 1000 })).items.filter((e) => e.target === 'secret:ASKED_ONCE').length).toBe(1);
+  });
+
   it('an agent lists credential and service names, nothing more', async () => {
     const secrets = await core.secrets.list(agent, 'default', {});
     expect(secrets.items.length).toBeGreaterThan(0);

@@ -650,6 +650,7 @@ describeBackends('proxy base-URL mode', (ctx) => {
     s.on('data', (d: string) => (buf += d));
     await eventually(async () => buf, (b) => b.includes('\r\n\r\n'));
     expect(buf).toMatch(/^HTTP\/1\.1 101/);
+    expect(buf.toLowerCase()).toContain('x-content-type-options: nosniff'); // the security headers of every base-URL answer
     expect(buf).not.toContain(REAL);
     expect(buf).toContain('[REDACTED');
     const seen = up.seen.filter((x) => x.url === '/ws').at(-1)!;

@@ -94,6 +94,7 @@ export function keyCommand(program: Command, _setCode: (c: number) => void): voi
         out(`the new master key was written to ${r.newKeyFile} (mode 0600); back it up, the old key no longer opens this data`);
       } else if (newKey !== undefined && !r.newKeyFile) {
         out('Set LATCHKEY_MASTER_KEY to the new key before restarting; the old key no longer opens this data.');
+        if (r.replacedKeyFile) out(`The old key file was moved to ${r.replacedKeyFile} (it opens nothing now; delete it).`);
       }
       info('Restart every running Latchkey server now (with the new key): they hold the keyring sealed under the old one.');
     });

@@ -1,6 +1,6 @@
 /**
  * `latchkey secret …` (aliases `credential`, `creds`): set, get, list, delete, rotate (one or
- * --all), history, rollback, presets. Values are printed only by `get` and `list --reveal`.
+ * --all), history, rollback, migrate, presets. Values are printed only by `get` and `list --reveal`.
  */
 import type { Command } from 'commander';
 import { ApiError, type LatchkeyClient, type Preset, type RotateAllResult, type SecretMeta, type VendResult } from '../client/index.js';
@@ -91,6 +91,15 @@ async function rotateAll(client: LatchkeyClient, vault: string): Promise<{ resul
   const failedNames: string[] = [];
   const seen = new Set<string>();
   let finished = false;
+  // Ctrl-C: the batch in flight completes on the server (each is one transaction); stop after it
+  // and say how far it got. A second Ctrl-C quits at once.
+  let interrupted = false;
+  const onInterrupt = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    info('latchkey: stopping after the batch in flight (Ctrl-C again to quit at once)');
+  };
+  process.on('SIGINT', onInterrupt);
   try {
     for (;;) {
       const r = await client.rotateAll(vault, { limit: ROTATE_BATCH, ...(after ? { after } : {}) });
@@ -105,12 +114,14 @@ async function rotateAll(client: LatchkeyClient, vault: string): Promise<{ resul
       }
       seen.add(r.next_cursor);
       after = r.next_cursor;
+      if (interrupted) break;
     }
   } finally {
+    process.off('SIGINT', onInterrupt);
     progress.end();
     if (!finished && (rotated || failed)) info(`latchkey: stopped after rotating ${rotated} of ${total}; already rotated secrets stay rotated, run it again to finish`);
   }
-  return { result: { vault, rotated, failed, failed_names: failedNames, total }, code: failed ? EXIT.error : EXIT.ok };
+  return { result: { vault, rotated, failed, failed_names: failedNames, total }, code: interrupted ? 130 : failed ? EXIT.error : EXIT.ok };
 }
 
 /**
@@ -236,12 +247,27 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
       const client = clientFor(cmd);
       const vault = defaultVault(opts.vault);
       const done: Array<{ deleted: string; vault: string; versions: number }> = [];
+      // every name is tried: one that is not there does not leave the others in place
+      const missing: string[] = [];
       for (const k of keys) {
-        const r = await client.deleteSecret(vault, k);
+        let r;
+        try {
+          r = await client.deleteSecret(vault, k);
+        } catch (err) {
+          if (err instanceof ApiError && err.status === 404 && err.code === 'secret_not_found') {
+            missing.push(k);
+            continue;
+          }
+          throw err;
+        }
         done.push(r);
         if (!opts.json) out(`deleted ${r.deleted ?? k} (${r.versions} version${r.versions === 1 ? '' : 's'})`);
       }
       if (opts.json) printJson(done);
+      if (missing.length) {
+        printError(`not found in vault ${vault}: ${missing.join(', ')} (deleted ${done.length} of ${keys.length})`);
+        setCode(EXIT.notFound);
+      }
     });
 
   vaultOption(secret.command('rotate'))
@@ -266,7 +292,8 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
         out(`rotated ${result.rotated} of ${result.total}, failed ${result.failed}`);
         if (result.failed_names.length) out(`failed: ${result.failed_names.join(', ')}${result.failed > result.failed_names.length ? ', …' : ''}`);
       }
-      if (code) {
+      if (code === 130) setCode(code); // interrupted: the line saying how far it got is printed
+      else if (code) {
         printError(`${result.failed} of ${result.total} secret${result.total === 1 ? '' : 's'} failed to rotate (they keep their previous encryption)`);
         setCode(code);
       }
@@ -298,6 +325,17 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
       const m = await clientFor(cmd).rollbackSecret(defaultVault(opts.vault), key, opts.to);
       if (opts.json) return printJson(m);
       out(`${m.name}: version ${m.version} (the value of version ${opts.to})`);
+    });
+
+  vaultOption(secret.command('migrate'))
+    .description('move a secret, every version, to another vault (re-sealed there; grants to it here are revoked)')
+    .argument('<key>', 'secret name')
+    .requiredOption('--to <vault>', 'the vault to move it to')
+    .option('--json', 'machine-readable output')
+    .action(async (key: string, opts: VaultOpt & { to: string; json?: boolean }, cmd: Command) => {
+      const m = await clientFor(cmd).migrateSecret(defaultVault(opts.vault), key, opts.to);
+      if (opts.json) return printJson(m);
+      out(`${m.name}: moved from vault ${m.from} to vault ${m.vault} (${m.versions} version${m.versions === 1 ? '' : 's'}${m.revoked_grants ? `; ${m.revoked_grants} grant${m.revoked_grants === 1 ? '' : 's'} revoked` : ''})`);
     });
 
   secret

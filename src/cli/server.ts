@@ -58,6 +58,8 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
         proxyPort,
         auditFile: flags.auditFile,
         logLevel: flags.logLevel,
+        // audit events on stdout are JSON lines and nothing else: the log and the banner go to stderr
+        ...(flags.auditFile === '-' ? { logStream: process.stderr } : {}),
         ...(flags.auditRetentionDays ? { auditRetentionDays: flags.auditRetentionDays } : {}),
         ...(flags.tlsCert ? { tlsCert: flags.tlsCert, tlsKey: flags.tlsKey } : {}),
       };
@@ -72,6 +74,7 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
         throw err;
       }
 
+      const say = flags.auditFile === '-' ? info : out;
       if (running.initialized) {
         let saved = '';
         try {
@@ -79,22 +82,22 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
         } catch (err) {
           info(`latchkey: could not save the token for the CLI (${(err as Error).message})`);
         }
-        out('');
-        out(`Latchkey initialised a new data dir at ${home}`);
-        out('Owner API token (shown once, this one time only):');
-        out('');
-        out(`  ${running.initialized.ownerToken}`);
-        out('');
-        if (saved) out(`Saved for the CLI in ${saved}.`);
-        out(`Open ${running.url}/ and paste it on the first-run page to set the owner's email and password.`);
+        say('');
+        say(`Latchkey initialised a new data dir at ${home}`);
+        say('Owner API token (shown once, this one time only):');
+        say('');
+        say(`  ${running.initialized.ownerToken}`);
+        say('');
+        if (saved) say(`Saved for the CLI in ${saved}.`);
+        say(`Open ${running.url}/ and paste it on the first-run page to set the owner's email and password.`);
         if (running.initialized.keyFile) {
-          out(`Master key file: ${running.initialized.keyFile}`);
-          out('  WARNING: back this file up. Without it the data cannot be decrypted, ever.');
+          say(`Master key file: ${running.initialized.keyFile}`);
+          say('  WARNING: back this file up. Without it the data cannot be decrypted, ever.');
         }
-        out('');
+        say('');
       }
-      out(`Latchkey listening on ${running.url}`);
-      if (running.proxyUrl) out(`Forward proxy listening on ${running.proxyUrl}`);
+      say(`Latchkey listening on ${running.url}`);
+      if (running.proxyUrl) say(`Forward proxy listening on ${running.proxyUrl}`);
 
       await new Promise<void>((resolveDone) => {
         let closing = false;

@@ -487,6 +487,9 @@ export class LatchkeyClient {
   rollbackSecret(vault: string, name: string, version: number): Promise<SecretMeta> {
     return this.request('POST', `/v1/vaults/${seg(vault)}/secrets/${seg(name)}/rollback`, { body: { version } });
   }
+  migrateSecret(vault: string, name: string, to: string): Promise<SecretMeta & { from: string; versions: number; revoked_grants: number }> {
+    return this.request('POST', `/v1/vaults/${seg(vault)}/secrets/${seg(name)}/migrate`, { body: { to } });
+  }
   rotateAll(vault: string, body: { after?: string; limit?: number } = {}): Promise<RotateAllResult> {
     const b: { after?: string; limit?: number } = {};
     if (body.after) b.after = body.after;

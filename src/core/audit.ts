@@ -6,7 +6,7 @@
 import { appendFileSync } from 'node:fs';
 import type { Keyring } from '../crypto/keyring.js';
 import { safeEqual, uuidV7 } from '../crypto/tokens.js';
-import type { AuditQuery, AuditRow, Store } from '../store/store.js';
+import { AuditHeadMissing, type AuditQuery, type AuditRow, type Store } from '../store/store.js';
 import { GENESIS_HASH } from '../store/schema.js';
 import { invalid } from './errors.js';
 import { actorOf, type OpContext } from './principal.js';
@@ -183,7 +183,16 @@ export class AuditLog {
    * the walk catches up to it, so events committed meanwhile are not mistaken for tampering.
    */
   async verify(store: Store, checkpoint?: Checkpoint | null, onProgress?: (checked: number) => void): Promise<VerifyResult> {
-    const start = await store.getAuditHead();
+    let start: Awaited<ReturnType<Store['getAuditHead']>>;
+    try {
+      start = await store.getAuditHead();
+    } catch (err) {
+      if (!(err instanceof AuditHeadMissing)) throw err;
+      return {
+        ok: false, checked: 0, head: { seq: 0, hash: '' }, anchor: { seq: 0, hash: GENESIS_HASH },
+        first_bad: { seq: 0, reason: 'the chain head record (audit_head) is missing: the database was altered' }, checkpoint: null,
+      };
+    }
     let prev = start.anchor_hash;
     let expectSeq = start.anchor_seq + 1;
     let checked = 0;

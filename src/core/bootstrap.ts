@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   defaultKdfParams, findMasterKeySource, generateMasterKey, masterKeyPath, MasterKeyError, missingKeyMessage, parseRawKey,
@@ -194,7 +194,7 @@ async function initialise(store: KyselyStore, opts: OpenOptions, info: (s: Maste
  * are not touched. With a key file, the new key is written beside it first (master.key.new) and moved
  * into place after commit, so a crash at any point leaves a key that opens the data.
  */
-export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ newKeyFile: string | null; newKey: string | null; keys: number }> {
+export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ newKeyFile: string | null; newKey: string | null; keys: number; replacedKeyFile?: string }> {
   const { core } = await openCore({ ...opts, allowInit: false });
   try {
     let newMaster: Buffer;
@@ -215,6 +215,8 @@ export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ 
     // replaces that file after the commit; with the old key from the environment it stays in
     // master.key.new for the operator (printing it after the commit alone could lose it)
     if (opts.newKey === undefined) {
+      // PostgreSQL replicas may never have made a data dir
+      mkdirSync(dirname(pending), { recursive: true, mode: 0o700 });
       rmSync(pending, { force: true });
       writeKeyFile(pending, newMaster);
     }
@@ -235,6 +237,13 @@ export async function rekey(opts: OpenOptions & { newKey?: string }): Promise<{ 
     if (useFile) {
       renameSync(pending, path);
       return { newKeyFile: path, newKey: null, keys: rows.length };
+    }
+    if (opts.newKey !== undefined && core.info.masterSource === 'file') {
+      // the old key file opens nothing now; left in place it would be read at the next start
+      // (before the key the operator now sets) and refused as the wrong key
+      const replaced = `${path}.replaced`;
+      renameSync(path, replaced);
+      return { newKeyFile: null, newKey: null, keys: rows.length, replacedKeyFile: replaced };
     }
     return { newKeyFile: opts.newKey === undefined ? pending : null, newKey: opts.newKey === undefined ? newMaster.toString('base64') : null, keys: rows.length };
   } finally {

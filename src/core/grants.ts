@@ -82,16 +82,21 @@ export class Grants {
     const mode = checkMode(input.mode, t.kind);
     if (typeof input.reason !== 'string' || !input.reason.trim() || input.reason.length > 1000) throw invalid('reason', 'is required (at most 1000 characters): say why the agent needs it');
     await this.targetExists(vault, t.kind, t.target);
-    const existing = (await this.core.store.listGrants({ vaultId: vault.id, agentId: p.id, kind: t.kind, target: t.target, status: 'pending' })).find((g) => g.mode === mode);
-    if (existing) return { ...(await this.view(existing, vault)), duplicate: true };
     const row: GrantRow = {
       id: newId(), vault_id: vault.id, agent_id: p.id, kind: t.kind, target: t.target, mode, status: 'pending', reason: input.reason,
       requested_by: actorOf(p), decided_by: null, decided_at: null, decision_reason: null, expires_at: null, created_at: new Date().toISOString(),
     };
-    await this.core.write(ctx, async (s, ev) => {
+    // the agent's requests in this vault queue on its membership row: two identical requests at
+    // once make one pending grant (PostgreSQL replicas too), the second sees the first
+    const existing = await this.core.write(ctx, async (s, ev) => {
+      await s.lockMember(vault.id, 'agent', p.id);
+      const pending = (await s.listGrants({ vaultId: vault.id, agentId: p.id, kind: t.kind, target: t.target, status: 'pending' })).find((g) => g.mode === mode);
+      if (pending) return pending;
       await s.insertGrant(row);
       ev.push({ action: 'grant.request', vault: vault.name, target: `${t.kind}:${t.target}`, details: { grant: row.id, mode, agent: p.name } });
+      return null;
     });
+    if (existing) return { ...(await this.view(existing, vault)), duplicate: true };
     return this.view(row, vault);
   }
 

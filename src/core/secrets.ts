@@ -433,6 +433,48 @@ export class Secrets {
     return res;
   }
 
+  /**
+   * Moves a secret, every version of it, to another vault (SPEC §4 `secret.migrate`): each version
+   * is re-sealed there under a fresh data key, since the associated data binds a ciphertext to its
+   * vault. One transaction; the secret keeps its name, metadata and version numbers. Grants to it
+   * in the vault it leaves are revoked (as on delete); a secret of that name in the target is a 409.
+   */
+  async migrate(ctx: OpContext, vaultName: string, name: string, input: { to?: unknown }): Promise<SecretMeta & { from: string; versions: number; revoked_grants: number }> {
+    const from = await this.core.vaults.require(vaultName);
+    checkSecretName(name, 'name');
+    if (typeof input.to !== 'string' || !input.to) throw invalid('to', 'is required: the vault to move the secret to');
+    const to = await this.core.store.getVault(input.to);
+    if (!to) throw new LatchkeyError(404, 'vault_not_found', `vault '${input.to}' was not found`, 'to');
+    if (to.id === from.id) throw invalid('to', `the secret is in vault '${from.name}' already`);
+    // leaving one vault is a delete there, arriving is a write in the other
+    await this.core.authorize(ctx, 'secret.delete', from, name);
+    await this.core.authorize(ctx, 'secret.write', to, name);
+    const now = new Date().toISOString();
+    return this.core.write(ctx, async (s, ev) => {
+      const cur = await s.lockSecret(from.id, name);
+      if (!cur) throw notFound('secret', name);
+      if (await s.lockSecret(to.id, name)) throw conflict(`secret '${name}' already exists in vault '${to.name}'`, 'secret_exists', 'to');
+      const row: SecretRow = { ...cur, id: newId(), vault_id: to.id, updated_at: now };
+      await s.insertSecret(row);
+      const versions = await s.listVersions(cur.id);
+      for (const meta of versions) {
+        const v = await s.getVersion(cur.id, meta.version);
+        if (!v) continue;
+        const plain = await this.open(from.id, v, s);
+        try {
+          const sealed = await this.sealFor(s, to, row.id, v.version, plain);
+          await s.insertVersion({ secret_id: row.id, version: v.version, ...sealed, created_at: v.created_at, created_by: v.created_by, rotated_at: v.rotated_at });
+        } finally {
+          plain.fill(0);
+        }
+      }
+      await s.deleteSecret(cur.id);
+      ev.push({ action: 'secret.migrate', vault: from.name, target: name, details: { from: from.name, to: to.name, versions: versions.length, version: cur.current_version } });
+      const revoked = await this.core.grants.revokeIn(s, ctx, from, { kind: 'secret', target: name }, 'secret migrated', ev);
+      return { ...secretMeta(to.name, row), from: from.name, versions: versions.length, revoked_grants: revoked };
+    });
+  }
+
   /** Makes a new version holding the value of an old one. */
   async rollback(ctx: OpContext, vaultName: string, name: string, to: unknown): Promise<SecretMeta> {
     const vault = await this.core.vaults.require(vaultName);

@@ -55,8 +55,13 @@ const BAD_PATH = new ProxyError(404, 'proxy_path', 'a base-URL proxy path is /pr
  * Serves one base-URL request on the raw request and response. `headers`: the control plane's
  * security headers, set on every response it gives, proxied ones included.
  */
+/** The security headers as the response-header object every base-URL answer starts from. */
+function headerObject(headers: ReadonlyArray<readonly [string, string]>): Readonly<Record<string, string>> {
+  return Object.freeze(Object.fromEntries(headers.map(([k, v]) => [k.toLowerCase(), v])));
+}
+
 export function baseUrlHandler(pipeline: ProxyPipeline, headers: ReadonlyArray<readonly [string, string]>) {
-  const responseHeaders = Object.freeze(Object.fromEntries(headers.map(([k, v]) => [k.toLowerCase(), v])));
+  const responseHeaders = headerObject(headers);
   return (req: IncomingMessage, res: ServerResponse, ip = req.socket.remoteAddress ?? ''): Promise<void> => {
     const t = target(req, ip, responseHeaders);
     if (!t) {
@@ -70,6 +75,7 @@ export function baseUrlHandler(pipeline: ProxyPipeline, headers: ReadonlyArray<r
 
 export function baseUrlProxy(pipeline: ProxyPipeline, headers: ReadonlyArray<readonly [string, string]>) {
   const handle = baseUrlHandler(pipeline, headers);
+  const responseHeaders = headerObject(headers);
   return async function baseUrlProxyPlugin(app: FastifyInstance): Promise<void> {
     const onRequest = async (req: FastifyRequest, reply: FastifyReply) => {
       reply.hijack();
@@ -86,7 +92,8 @@ export function baseUrlProxy(pipeline: ProxyPipeline, headers: ReadonlyArray<rea
         if (app.server.listenerCount('upgrade') === 1) socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
         return;
       }
-      const t = target(req, req.socket.remoteAddress ?? '');
+      // a 101 carries the control plane's security headers too
+      const t = target(req, req.socket.remoteAddress ?? '', responseHeaders);
       if (!t) {
         pipeline.writeSocketError(socket, BAD_PATH, 'base');
         return;

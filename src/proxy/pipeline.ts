@@ -739,7 +739,7 @@ export class ProxyPipeline {
       upSock.destroy();
       return;
     }
-    const out = clientResponseHeaders(up.headers as Record<string, string | string[] | undefined>, p.redactor);
+    const out = clientResponseHeaders(up.headers as Record<string, string | string[] | undefined>, p.redactor, [], t.responseHeaders);
     const lines = [`HTTP/1.1 101 Switching Protocols`, `connection: Upgrade`, `upgrade: ${String(up.headers.upgrade ?? protocol)}`];
     for (const [k, v] of Object.entries(out)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');

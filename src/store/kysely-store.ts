@@ -11,7 +11,7 @@ import type {
   AuditHead, AuditQuery, AuditRow, KeyRow, SecretListQuery, SecretRow, SecretWithCurrent, Store, TokenRow,
   UserRow, VaultRow, VersionRow,
 } from './store.js';
-import { TransactionConflict, UniqueViolation } from './store.js';
+import { AuditHeadMissing, TransactionConflict, UniqueViolation } from './store.js';
 import { classify, type ReadCache, type StatementKind } from './read-cache.js';
 
 type Exec = Kysely<DB> | Transaction<DB>;
@@ -451,12 +451,14 @@ export class KyselyStore implements Store {
       const q = this.db.selectFrom('audit_head').selectAll().where('id', '=', 1);
       return this.backend === 'postgres' ? q.forUpdate() : q;
     });
-    if (!head) throw new Error('the audit chain head row is missing');
+    if (!head) throw new AuditHeadMissing();
     return head;
   }
 
-  getAuditHead(): Promise<AuditHead> {
-    return this.r.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
+  async getAuditHead(): Promise<AuditHead> {
+    const head = await this.r.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirst();
+    if (!head) throw new AuditHeadMissing();
+    return head;
   }
 
   async insertAuditEvents(rows: AuditRow[]): Promise<void> {
@@ -496,7 +498,7 @@ export class KyselyStore implements Store {
     const sqlOf = (key: string, params: unknown[], build: () => Compilable<unknown>) => statement(w, hotSql(this.backend, key, params, build));
     const rows = w.transaction(() => {
       const head = sqlOf('lockAuditHead', [1], () => this.db.selectFrom('audit_head').selectAll().where('id', '=', 1)).get(1) as AuditHead | undefined;
-      if (!head) throw new Error('the audit chain head row is missing');
+      if (!head) throw new AuditHeadMissing();
       const out = make(head);
       if (!out.length) return out;
       this.insertAuditRaw(raw, out);
@@ -690,6 +692,12 @@ export class KyselyStore implements Store {
     const r = await this.hot('r', 'memberRole', [vaultId, kind, memberId], () => this.r.selectFrom('vault_members').select('role')
       .where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId), (x) => x.role);
     return r ?? null;
+  }
+
+  async lockMember(vaultId: string, kind: string, memberId: string): Promise<string | null> {
+    if (!this.inTx) throw new Error('lockMember needs a transaction');
+    const q = this.db.selectFrom('vault_members').select('role').where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId);
+    return (await (this.backend === 'postgres' ? q.forUpdate() : q).executeTakeFirst())?.role ?? null;
   }
 
   listMembers(vaultId: string): Promise<MemberRow[]> {

@@ -170,6 +170,8 @@ export interface Store {
   upsertMember(row: MemberRow): Promise<void>;
   deleteMember(vaultId: string, kind: string, memberId: string): Promise<boolean>;
   getMemberRole(vaultId: string, kind: string, memberId: string): Promise<string | null>;
+  /** Inside a transaction: the membership's role, its row locked until commit (an agent's requests in a vault queue on it). */
+  lockMember(vaultId: string, kind: string, memberId: string): Promise<string | null>;
   listMembers(vaultId: string): Promise<MemberRow[]>;
   listMemberships(kind: string, memberId: string): Promise<MemberRow[]>;
 
@@ -238,6 +240,14 @@ export class TransactionConflict extends Error {
 }
 
 /** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */
+/** The audit chain's head row is gone (the database was altered by hand): `audit verify` reports it. */
+export class AuditHeadMissing extends Error {
+  constructor() {
+    super('the audit chain head row is missing');
+    this.name = 'AuditHeadMissing';
+  }
+}
+
 export class UniqueViolation extends Error {
   constructor(public readonly constraint: string) {
     super(`unique constraint violated: ${constraint}`);

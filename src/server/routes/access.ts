@@ -103,8 +103,10 @@ export function accessRoutes(core: Core, opts: { secureCookies: boolean }) {
       async (req: Req<unknown, z.infer<typeof grantQuery>, { vault: string }>) => ({ items: await core.grants.list(req.ctx, req.params.vault, req.query) }));
     app.post('/v1/vaults/:vault/grants', { config: { rateTier: 'request' }, schema: { summary: "An agent's access request, or a person's direct grant", tags: ['grants'], params: vaultP, body: grantBody } },
       async (req: Req<z.infer<typeof grantBody>, unknown, { vault: string }>, reply) => {
-        reply.code(201);
-        return req.ctx.principal.kind === 'agent' ? core.grants.request(req.ctx, req.params.vault, req.body) : core.grants.create(req.ctx, req.params.vault, req.body);
+        const g = req.ctx.principal.kind === 'agent' ? await core.grants.request(req.ctx, req.params.vault, req.body) : await core.grants.create(req.ctx, req.params.vault, req.body);
+        // a repeated request made nothing new: 200 with the pending one
+        reply.code('duplicate' in g && g.duplicate ? 200 : 201);
+        return g;
       });
     app.post('/v1/vaults/:vault/grants/:id/approve', { schema: { summary: 'Approve a request (optionally with an expiry: 1h, 7d or an ISO time)', tags: ['grants'], params: grantP, body: approveBody } },
       async (req: Req<z.infer<typeof approveBody>, unknown, { vault: string; id: string }>) => core.grants.approve(req.ctx, req.params.vault, req.params.id, req.body ?? {}));

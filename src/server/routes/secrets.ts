@@ -1,4 +1,4 @@
-/** Secrets: metadata, values (audited reads), versions, rotation, rollback, rotate-all. */
+/** Secrets: metadata, values (audited reads), versions, rotation, rollback, migration, rotate-all. */
 import { z } from 'zod';
 import type { Core } from '../../core/core.js';
 import { CATEGORIES } from '../../core/names.js';
@@ -31,6 +31,7 @@ const valueQuery = z.strictObject({ version: intQuery(1, MAX_VERSION).optional()
 /** rotate takes no body (an empty one, or `{}`) */
 const noBody = z.strictObject({}).optional();
 const rollbackBody = z.strictObject({ version: z.number().int().min(1).max(MAX_VERSION) });
+const migrateBody = z.strictObject({ to: z.string().min(1).max(63) });
 const rotateAllBody = z.strictObject({ after: z.string().max(512).optional(), limit: z.number().int().min(1).max(1_000_000).optional() }).optional();
 
 type P = { vault: string; name: string };
@@ -71,6 +72,9 @@ export function secretRoutes(core: Core) {
 
     app.post('/v1/vaults/:vault/secrets/:name/rollback', { schema: { summary: 'New version holding the value of an older one', tags: ['secrets'], params: secretParam, body: rollbackBody } },
       async (req: Req<{ version: number }, unknown, P>) => core.secrets.rollback(req.ctx, req.params.vault, req.params.name, req.body.version));
+
+    app.post('/v1/vaults/:vault/secrets/:name/migrate', { schema: { summary: 'Move the secret, every version, to another vault (re-sealed there); audited secret.migrate', tags: ['secrets'], params: secretParam, body: migrateBody } },
+      async (req: Req<{ to: string }, unknown, P>) => core.secrets.migrate(req.ctx, req.params.vault, req.params.name, req.body));
 
     app.post('/v1/vaults/:vault/rotate-all', { schema: { summary: 'Re-encrypt every secret in the vault in crash-safe batches; returns counts', tags: ['secrets'], params: vaultParam, body: rotateAllBody } },
       async (req: Req<{ after?: string; limit?: number } | undefined, unknown, { vault: string }>) => core.secrets.rotateAll(req.ctx, req.params.vault, req.body ?? {}));
