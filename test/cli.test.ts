@@ -422,6 +422,34 @@ describe('latchkey CLI (child process, real server)', () => {
     expect((await cli(['audit', 'verify'])).code).toBe(0);
   }, 60_000);
 
+  it('server --audit-file -: stdout carries audit events as JSON lines and nothing else (banner and log on stderr)', async () => {
+    const home2 = mkdtempSync(join(tmpdir(), 'lk-sink-'));
+    const port2 = await freePort();
+    const env2 = cleanEnv({ LATCHKEY_HOME: home2, LATCHKEY_CONFIG: join(home2, 'cli.json') });
+    const child = spawn(process.execPath, [BIN, 'server', '--port', String(port2), '--proxy-port', '0', '--audit-file', '-'], { env: env2, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
+    try {
+      await waitForHealth(`http://127.0.0.1:${port2}`, child, () => stderr);
+      const token = /lk_pat_\S+/.exec(stderr)?.[0];
+      expect(token, stderr).toBeTruthy();
+      const r = await fetch(`http://127.0.0.1:${port2}/v1/vaults`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'sink-test' }) });
+      expect(r.status).toBe(201);
+      for (let i = 0; i < 50 && !stdout.includes('vault.create'); i++) await new Promise((res) => setTimeout(res, 50));
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      rmSync(home2, { recursive: true, force: true });
+    }
+    const lines = stdout.split('\n').filter(Boolean);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(JSON.parse(l)).toMatchObject({ action: expect.any(String), hash: expect.any(String) });
+    expect(lines.some((l) => JSON.parse(l).action === 'vault.create')).toBe(true);
+    expect(stderr).toContain('listening on');
+  }, 60_000);
+
   it('npx latchkey --help works from the repository root', async () => {
     const r = await run(['latchkey', '--help'], { env: baseEnv, cmd: [process.platform === 'win32' ? 'npx.cmd' : 'npx'] });
     expect(r.code, r.stderr).toBe(0);
