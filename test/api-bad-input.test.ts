@@ -407,6 +407,10 @@ describeBackends('API bad input', (ctx) => {
     for (const bad of ['limit=0', 'limit=abc', 'limit=1001', 'limit=-3']) await refused(400, 'validation_failed', 'limit', 'GET', a(bad));
     await refused(400, 'validation_failed', 'since', 'GET', a('since=yesterday'));
     await refused(400, 'validation_failed', 'until', 'GET', a('until=2024-13-45T99:00:00Z'));
+    // Date.parse takes these; an ISO time they are not
+    for (const bad of ['1', '-1', '2024', 'Nov 30 2026']) await refused(400, 'validation_failed', 'since', 'GET', a(`since=${encodeURIComponent(bad)}`));
+    const neg = await call('GET', a('limit=-1'));
+    expect(neg.json.detail).toBe('limit: must be a whole number');
     // past the year 9999 an ISO time is written +010000-…, which would sort before every event
     await refused(400, 'validation_failed', 'since', 'GET', a('since=10000-01-01'));
     await refused(400, 'validation_failed', 'before', 'POST', '/v1/audit/prune', { body: { before: '+010000-01-01T00:00:00Z' } });

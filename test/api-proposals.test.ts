@@ -72,7 +72,9 @@ describeBackends('proposals API', (ctx) => {
       },
     });
     expect(created.status).toBe(201);
-    expect(created.json).toMatchObject({ status: 'pending', approval_url: expect.stringMatching(/^\/approve\?token=lk_appr_/) });
+    // an absolute URL under the server's public address (here: where it listens)
+    expect(created.json).toMatchObject({ status: 'pending', approval_url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/approve\?token=lk_appr_/) });
+    expect(created.json.approval_url.startsWith(`${server.url}/approve?token=`)).toBe(true);
     const token = new URL(created.json.approval_url, server.url).searchParams.get('token')!;
     const id = created.json.id as string;
 

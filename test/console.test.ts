@@ -472,7 +472,7 @@ describeBrowser('web console', () => {
       },
     });
     expect(created.status).toBe(201);
-    expect(created.json.approval_url).toMatch(/^\/approve\?token=lk_appr_/);
+    expect(created.json.approval_url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/approve\?token=lk_appr_/);
 
     await page.goto(created.json.approval_url);
     await page.getByRole('heading', { name: 'Proposal from ci-bot' }).waitFor();

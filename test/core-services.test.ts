@@ -341,6 +341,12 @@ describeBackends('core.services', (ctx) => {
     expect((await core.audit.query(core.store, { action: 'grant.request', limit: 1000 })).items.filter((e) => e.target === 'secret:ASKED_ONCE').length).toBe(1);
   });
 
+  it('a session ttl is seconds or a duration (10m, 1h, 7d), bounded', async () => {
+    const s = await core.access.createSession(owner, { vault: 'default', agent: 'svc-bot', ttl: '1h' });
+    expect(Math.abs(Date.parse(s.expires_at) - Date.now() - 3_600_000)).toBeLessThan(60_000);
+    for (const ttl of ['1x', '8d', '1m', 'h', 10]) expect(await fails(core.access.createSession(owner, { vault: 'default', agent: 'svc-bot', ttl }))).toMatchObject({ status: 400, field: 'ttl' });
+  });
+
   it('an agent lists credential and service names, nothing more', async () => {
     const secrets = await core.secrets.list(agent, 'default', {});
     expect(secrets.items.length).toBeGreaterThan(0);

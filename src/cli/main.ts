@@ -25,6 +25,9 @@ import { cliVersion } from './version.js';
 const ADDR_HELP = 'server address (default: $LATCHKEY_ADDR, the saved address, or http://127.0.0.1:7470)';
 
 /** Builds the command tree. Each action stores its exit code through `setCode`. */
+/** Help commander prints for a group run without its verb (to stderr): kept here, reported as one line. */
+let helpOnError = '';
+
 export function buildProgram(setCode: (code: number) => void): Command {
   const program = new Command('latchkey');
   program
@@ -36,6 +39,10 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .configureOutput({
       // commander's own error text is reprinted by main() as one `latchkey: …` line
       outputError: () => {},
+      // help on stderr only follows a usage error (a group without its verb): main() says it in one line
+      writeErr: (text: string) => {
+        helpOnError += text;
+      },
     })
     // program options are read before the noun only, so a verb's own --version (secret get --version N)
     // is not taken as the program's; --addr is also accepted after the verb (added to every leaf below)
@@ -89,7 +96,13 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.ok;
       // `help X` exits 0; a group run without its verb printed its help to stderr: a usage error
-      if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      if (err.code === 'commander.help') {
+        if (err.exitCode === 0) return EXIT.ok;
+        const usageLine = /Usage: (latchkey(?: [a-z-]+)*)/.exec(helpOnError)?.[1] ?? 'latchkey';
+        helpOnError = '';
+        printError(`${usageLine} needs a command; see \`${usageLine} --help\``);
+        return EXIT.usage;
+      }
       printError(err.message.replace(/^error:\s*/, '').replace(/\s*\n\s*/g, ' ').trim());
       return EXIT.usage;
     }

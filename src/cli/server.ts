@@ -12,6 +12,7 @@ interface ServerFlags {
   proxyPort?: number;
   databaseUrl?: string;
   auditFile?: string;
+  publicUrl?: string;
   auditRetentionDays?: number;
   logLevel?: string;
   tlsCert?: string;
@@ -39,6 +40,7 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
     .option('--audit-retention-days <days>', 'delete audit events older than this (default: keep forever)', intArg(1))
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default: info)`)
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM, chain after the leaf); the session cookie gets Secure and HSTS is sent')
+    .option('--public-url <url>', 'where people reach the console, for approval URLs (default: $LATCHKEY_PUBLIC_URL, else the listening address)')
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
     .action(async (flags: ServerFlags) => {
       if (flags.logLevel && !LOG_LEVELS.includes(flags.logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
@@ -58,6 +60,7 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
         proxyPort,
         auditFile: flags.auditFile,
         logLevel: flags.logLevel,
+        ...(flags.publicUrl ? { publicUrl: flags.publicUrl } : {}),
         // audit events on stdout are JSON lines and nothing else: the log and the banner go to stderr
         ...(flags.auditFile === '-' ? { logStream: process.stderr } : {}),
         ...(flags.auditRetentionDays ? { auditRetentionDays: flags.auditRetentionDays } : {}),

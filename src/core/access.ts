@@ -301,9 +301,11 @@ export class Access {
   async createSession(ctx: OpContext, input: { vault?: unknown; ttl?: unknown; agent?: unknown }) {
     if (typeof input.vault !== 'string') throw invalid('vault', 'is required');
     const vault = await this.core.vaults.require(input.vault);
-    const ttl = input.ttl === undefined ? SESSION_TTL.default : input.ttl;
+    // seconds, or a duration as the CLI and grant expiries take it (`10m`, `1h`, `7d`)
+    const dur = typeof input.ttl === 'string' ? /^(\d{1,7})([smhd])$/.exec(input.ttl) : null;
+    const ttl = input.ttl === undefined ? SESSION_TTL.default : dur ? Number(dur[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[dur[2] as 's'] : input.ttl;
     if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < SESSION_TTL.min || ttl > SESSION_TTL.max) {
-      throw invalid('ttl', `must be between ${SESSION_TTL.min} and ${SESSION_TTL.max} seconds`);
+      throw invalid('ttl', `must be between ${SESSION_TTL.min} and ${SESSION_TTL.max} seconds (a number, or a duration like 10m, 1h, 7d)`);
     }
     const p = ctx.principal;
     let agent: AgentRow;

@@ -138,7 +138,7 @@ export class Core {
     await this.write(ctx, async (_s, ev) => {
       ev.push({ action: auditAction, vault: vault?.name ?? null, target, outcome: 'denied', details: { attempted: action, reason: d.reason } });
     });
-    throw denied(`not allowed to ${action.replace('.', ' ')}: ${d.reason}`);
+    throw denied(`not allowed (${action}): ${d.reason}`);
   }
 
   async close(): Promise<void> {

@@ -101,6 +101,6 @@ export function decide(p: Principal, action: Action, vaultRole: VaultRole = null
       if (rule.instance?.includes(p.role)) return allow(`instance ${p.role}`);
       if (vaultRole && vaultRole !== 'proxy' && rule.vault?.includes(vaultRole)) return allow(`vault ${vaultRole}`);
       if (rule.vault) return deny(`needs the vault role ${rule.vault.join(' or ')}${rule.instance ? ` or the instance role ${rule.instance.join(' or ')}` : ''}`);
-      return deny(`needs the instance role ${(rule.instance ?? []).join(' or ') || 'none admits people'}`);
+      return deny(rule.instance?.length ? `needs the instance role ${rule.instance.join(' or ')}` : 'only agents do this');
   }
 }

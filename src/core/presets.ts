@@ -113,7 +113,7 @@ export function expandPreset(presetId: unknown, fields: unknown): Array<{ name: 
 
 function checkFieldFormat(preset: Preset, field: PresetField, value: string, at: string): void {
   if (field.pattern && !new RegExp(field.pattern).test(value)) {
-    throw invalid(at, `does not look like a ${preset.label} ${field.label}${field.hint ? ` (expected ${field.hint})` : ''}`, 'invalid_format');
+    throw invalid(at, `does not look like ${/^[AEIOU]/.test(preset.label) ? 'an' : 'a'} ${preset.label} ${field.label}${field.hint ? ` (expected ${field.hint})` : ''}`, 'invalid_format');
   }
 }
 

@@ -32,6 +32,8 @@ export interface AppOptions {
   logStream?: NodeJS.WritableStream;
   trustProxy?: boolean | string;
   https?: { cert: Buffer; key: Buffer } | null;
+  /** the console's address for people (approval URLs); null = relative URLs */
+  publicUrl?: () => string | null;
   /** rate limits and their Redis (headers and CORS need no options) */
   security?: Omit<SecurityOptions, 'tls'>;
 }
@@ -174,7 +176,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   await app.register(keyRoutes(core));
   await app.register(accessRoutes(core, { secureCookies: !!opts.https }));
   await app.register(serviceRoutes(core));
-  await app.register(proposalRoutes(core));
+  await app.register(proposalRoutes(core, opts.publicUrl));
   // the web console at / (SPA fallback for paths outside /v1/ and /proxy/)
   await app.register(consoleRoutes());
   if (opts.proxy) {

@@ -42,6 +42,20 @@ export interface ServerOptions {
   redisPrefix?: string;
   /** rate-limit overrides per tier, over $LATCHKEY_RATE_LIMIT_<TIER> and the defaults (src/server/security.ts) */
   rateLimits?: Partial<RateLimits>;
+  /** where people reach the console (approval URLs are absolute under it): default $LATCHKEY_PUBLIC_URL, else the listening address */
+  publicUrl?: string;
+}
+
+function checkPublicUrl(v: string | undefined): string | null {
+  if (!v) return null;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new StartupError(`the public URL ${JSON.stringify(v.slice(0, 100))} is not a URL (LATCHKEY_PUBLIC_URL / --public-url: like https://vault.example.com)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new StartupError('the public URL must be http:// or https://');
+  return u.toString().replace(/\/$/, '');
 }
 
 export interface RunningServer {
@@ -73,6 +87,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     redisPrefix: opts.redisPrefix,
     rateLimits: { ...rateLimitsFromEnv(env), ...opts.rateLimits },
   };
+  let publicUrl = checkPublicUrl(opts.publicUrl ?? env.LATCHKEY_PUBLIC_URL);
   try {
     parseEgressAllow(env.LATCHKEY_EGRESS_ALLOW);
     if (env.LATCHKEY_UPSTREAM_CA) readPemBundle(env.LATCHKEY_UPSTREAM_CA);
@@ -85,7 +100,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // the injection proxy's pipeline (auth, grants, injection, egress guard, redaction, audit): one per
     // process, shared by the base-URL mode (control plane) and the forward proxy
     pipeline = new ProxyPipeline(core, { egressAllow: env.LATCHKEY_EGRESS_ALLOW, upstreamCa: env.LATCHKEY_UPSTREAM_CA });
-    const app = await buildApp(core, { logLevel: opts.logLevel, logStream: opts.logStream, https, security, proxy: pipeline });
+    const app = await buildApp(core, { logLevel: opts.logLevel, logStream: opts.logStream, https, security, proxy: pipeline, publicUrl: () => publicUrl });
     pipeline.setLogger(app.log);
     // the forward proxy's CA: created in the database on first use (GET /v1/ca.pem or the first CONNECT)
     const ca = new InstanceCa(core);
@@ -112,6 +127,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const port = typeof addr === 'object' && addr ? addr.port : opts.port;
     const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
     const url = `${https ? 'https' : 'http'}://${host}:${port}`;
+    publicUrl ??= url;
     let closed = false;
     let pruneTimer: NodeJS.Timeout | null = null;
     if (opts.auditRetentionDays && opts.auditRetentionDays > 0) {

@@ -16,7 +16,7 @@ const roleBody = z.strictObject({ role: z.enum(['owner', 'admin', 'member']) });
 const memberBody = z.strictObject({ email, role: z.enum(['admin', 'member']).optional() });
 const agentBody = z.strictObject({ name, vaults: z.array(name).max(64).optional(), description: z.string().max(1024).optional() });
 const vaultAgentBody = z.strictObject({ name });
-const sessionBody = z.strictObject({ vault: name, ttl: z.number().int().optional(), agent: name.optional() });
+const sessionBody = z.strictObject({ vault: name, ttl: z.union([z.number().int(), z.string().max(16)]).optional(), agent: name.optional() });
 const grantBody = z.strictObject({
   secret: z.string().max(128).optional(), service: z.string().max(63).optional(), mode: z.enum(['use', 'read']).optional(),
   reason: z.string().max(1000).optional(), agent: name.optional(), expires: z.string().max(40).optional(),

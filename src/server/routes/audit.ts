@@ -23,9 +23,12 @@ const query = z.strictObject({
 const checkpoint = z.strictObject({ seq: z.number().int().min(0), hash: z.string().max(128), ts: z.string().max(40), mac: z.string().max(128) });
 const verifyBody = z.strictObject({ checkpoint: checkpoint.optional() });
 
+/** A date, or a date and time with an optional zone: `2026-11-30`, `2026-11-30T08:00:00Z`, `…+01:00` (not `1`, not `-1`). */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+
 function timeParam(v: string | undefined, field: string): string | undefined {
   if (v === undefined) return undefined;
-  const t = Date.parse(v);
+  const t = ISO_TIME.test(v) ? Date.parse(v) : Number.NaN;
   if (Number.isNaN(t)) throw invalid(field, 'must be an ISO-8601 time');
   return isoTime(t, field);
 }

@@ -30,7 +30,8 @@ const BODY_LIMIT = 4 * 1024 * 1024;
 
 type P = { vault: string; id: string };
 
-export function proposalRoutes(core: Core) {
+/** `publicUrl`: the address people reach the console at; the approval URL is absolute under it. */
+export function proposalRoutes(core: Core, publicUrl: () => string | null = () => null) {
   return async (app: App) => {
     app.get('/v1/vaults/:vault/proposals', { schema: { summary: 'Proposals of a vault (agents see their own); ?status=pending|approved|rejected|expired', tags: ['proposals'], params: vaultParam, querystring: listQuery } },
       async (req: Req<unknown, z.infer<typeof listQuery>, { vault: string }>) => ({ items: await core.proposals.list(req.ctx, req.params.vault, req.query) }));
@@ -40,7 +41,9 @@ export function proposalRoutes(core: Core) {
       schema: { summary: 'An agent proposes services and credential slots; returns the approval URL (lk_appr_ token, read-only, 24 h) for a person', tags: ['proposals'], params: vaultParam, body: createBody },
     }, async (req: Req<z.infer<typeof createBody>, unknown, { vault: string }>, reply) => {
       reply.code(201);
-      return core.proposals.create(req.ctx, req.params.vault, req.body);
+      const created = await core.proposals.create(req.ctx, req.params.vault, req.body);
+      const base = publicUrl();
+      return base ? { ...created, approval_url: new URL(created.approval_url, base).toString() } : created;
     });
 
     app.get('/v1/vaults/:vault/proposals/:id', { schema: { summary: 'One proposal: services with their diff, slots, new-host warnings (never a value)', tags: ['proposals'], params: proposalP } },
