@@ -50,7 +50,7 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
     .description('query events, newest first (the default: `latchkey audit --action secret.`)')
     .option('--action <action>', 'an action (secret.read) or a prefix ending in a dot (secret.)')
     .option('--actor <actor>', 'user:<email>, agent:<name> or system')
-    .option('--agent <name>', 'events by this agent')
+    .option('--agent <name>', 'events by or about this agent (its actions, creation, token, revocation, grants)')
     .option('--secret <name>', 'events about this secret')
     .option('--vault <name>', 'events in this vault')
     .option('--outcome <outcome>', 'ok | denied | error')
