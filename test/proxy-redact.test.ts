@@ -59,6 +59,25 @@ describe('redaction', () => {
     expect(MIN_NEEDLE).toBe(4);
   });
 
+  it('an echo in base64 (any alignment, base64url too), hex or escaped JSON is masked, also mid-stream', async () => {
+    const r = new Redactor(needlesFor([SECRET]));
+    for (const prefix of ['', 'x', 'xy', 'user:', 'Bearer ']) {
+      const raw = Buffer.from(`${prefix}${SECRET}-and-more-after-it`);
+      for (const enc of [raw.toString('base64'), raw.toString('base64url')]) {
+        const { out } = await run(r, splitRandom(Buffer.from(`{"blob":"${enc}"}`), 7));
+        // no run of the value's base64 letters is left: decode what is left and look for the value
+        expect(Buffer.from(out.toString().slice(9, -2).replace(/[^A-Za-z0-9+/_-]/g, 'A'), 'base64').toString('latin1')).not.toContain(SECRET);
+        expect(out.toString()).toContain('[REDACTED');
+      }
+    }
+    for (const enc of [Buffer.from(SECRET).toString('hex'), Buffer.from(SECRET).toString('hex').toUpperCase(), JSON.stringify(`a/${SECRET}`).replace(/\//g, '\\/')]) {
+      expect(r.redactString(`<${enc}>`)).not.toContain(enc.includes('\\/') ? SECRET : enc);
+    }
+    expect(new Redactor(needlesFor(['é' + SECRET])).redactString(`{"k":"\\u00e9${SECRET}"}`)).not.toContain(SECRET);
+    // encoded forms of short values are not looked for (a few base64 or hex letters turn up by chance)
+    expect(needlesFor(['abcd']).map(String).every((n) => n === 'abcd' || n.length >= 8)).toBe(true);
+  });
+
   it('masks keep the length and say what they are', () => {
     expect(maskFor(30).toString()).toMatch(/^\[REDACTED\*+\]$/);
     expect(maskFor(30).length).toBe(30);

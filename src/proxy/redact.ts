@@ -1,6 +1,6 @@
 /**
- * Redaction: every injected credential value (and the encodings it is sent in: the base64 of a
- * basic-auth pair, URL and JSON escaping) is masked wherever it appears in an upstream's response,
+ * Redaction: every injected credential value (and the encodings it is sent in or echoed back in:
+ * the base64 of a basic-auth pair, base64 and base64url at any offset, hex, URL and JSON escaping) is masked wherever it appears in an upstream's response,
  * headers and body, before the agent sees it.
  *
  * The body is redacted as it streams. A match can straddle chunk boundaries, so at the end of each
@@ -21,17 +21,47 @@ export function maskFor(len: number): Buffer {
   return Buffer.from(label.slice(0, -1) + '*'.repeat(len - label.length) + ']', 'latin1');
 }
 
+/** Encoded forms shorter than this are not looked for: a short run of base64 or hex letters turns up by chance. */
+const MIN_ENCODED = 8;
+
+/**
+ * The base64 letters that encode `v` whatever precedes it: for each of the three alignments the
+ * value can start at (0, 1 or 2 bytes into a 3-byte group), the letters that depend on the value's
+ * bits alone. So `base64("user:" + value)` or a token inside a base64 blob is found too.
+ */
+function base64Cores(v: Buffer): string[] {
+  const out: string[] = [];
+  for (let o = 0; o < 3; o++) {
+    const b64 = Buffer.concat([Buffer.alloc(o), v]).toString('base64');
+    const first = Math.ceil((8 * o) / 6);
+    const last = Math.floor((8 * (o + v.length)) / 6); // letters before this hold value bits only
+    if (last > first) out.push(b64.slice(first, last));
+  }
+  return out;
+}
+
 /** The byte strings to look for, given the injected values: each value and its common encodings. */
 export function needlesFor(values: Iterable<string>, extra: Iterable<string> = []): Buffer[] {
   const set = new Set<string>();
-  const add = (s: string) => {
-    if (Buffer.byteLength(s) >= MIN_NEEDLE) set.add(s);
+  const add = (s: string, min = MIN_NEEDLE) => {
+    if (Buffer.byteLength(s) >= min) set.add(s);
   };
   for (const v of values) {
+    const bytes = Buffer.from(v, 'utf8');
     add(v);
     add(encodeURIComponent(v));
-    add(JSON.stringify(v).slice(1, -1));
-    add(Buffer.from(v, 'utf8').toString('base64').replace(/=+$/, ''));
+    const json = JSON.stringify(v).slice(1, -1);
+    add(json);
+    add(json.replace(/\//g, '\\/')); // JSON writers that escape '/' (PHP)
+    // JSON writers that escape every non-ASCII character (Python's json.dumps)
+    add(json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    add(bytes.toString('base64').replace(/=+$/, ''), MIN_ENCODED);
+    for (const core of base64Cores(bytes)) {
+      add(core, MIN_ENCODED);
+      add(core.replace(/\+/g, '-').replace(/\//g, '_'), MIN_ENCODED); // base64url
+    }
+    add(bytes.toString('hex'), MIN_ENCODED);
+    add(bytes.toString('hex').toUpperCase(), MIN_ENCODED);
   }
   for (const e of extra) add(e);
   // longest first: a longer needle that contains a shorter one is masked whole
