@@ -107,6 +107,34 @@ describe('security headers, CORS and cross-origin writes (http)', () => {
     if (home) rmSync(home, { recursive: true, force: true });
   });
 
+  it('the OpenAPI document lists every SPEC §5 route, with the request schemas that validate, and which routes need no token', async () => {
+    const doc = await (await call('GET', '/v1/openapi.json', { token: owner })).json() as { paths: Record<string, Record<string, any>> };
+    const spec: Array<[string, string]> = [
+      ['get', '/v1/health'], ['get', '/v1/status'], ['get', '/v1/vaults'], ['post', '/v1/vaults'], ['delete', '/v1/vaults/{vault}'],
+      ['get', '/v1/vaults/{vault}/secrets'], ['post', '/v1/vaults/{vault}/secrets'], ['put', '/v1/vaults/{vault}/secrets/{name}'],
+      ['get', '/v1/vaults/{vault}/secrets/{name}'], ['get', '/v1/vaults/{vault}/secrets/{name}/value'], ['delete', '/v1/vaults/{vault}/secrets/{name}'],
+      ['post', '/v1/vaults/{vault}/secrets/{name}/rotate'], ['post', '/v1/vaults/{vault}/secrets/{name}/rollback'], ['post', '/v1/vaults/{vault}/secrets/{name}/migrate'],
+      ['post', '/v1/vaults/{vault}/rotate-all'], ['get', '/v1/audit'], ['get', '/v1/audit/verify'], ['post', '/v1/auth/login'], ['post', '/v1/auth/logout'],
+      ['get', '/v1/auth/me'], ['post', '/v1/tokens'], ['get', '/v1/tokens'], ['post', '/v1/agents'], ['get', '/v1/agents'], ['delete', '/v1/agents/{name}'],
+      ['post', '/v1/agents/{name}/rotate-token'], ['get', '/v1/vaults/{vault}/members'], ['post', '/v1/vaults/{vault}/members'],
+      ['delete', '/v1/vaults/{vault}/members/{email}'], ['get', '/v1/vaults/{vault}/agents'], ['post', '/v1/vaults/{vault}/agents'],
+      ['delete', '/v1/vaults/{vault}/agents/{name}'], ['post', '/v1/sessions'], ['get', '/v1/vaults/{vault}/grants'], ['post', '/v1/vaults/{vault}/grants'],
+      ['post', '/v1/vaults/{vault}/grants/{id}/approve'], ['post', '/v1/vaults/{vault}/grants/{id}/deny'], ['post', '/v1/vaults/{vault}/grants/{id}/revoke'],
+      ['get', '/v1/vaults/{vault}/services'], ['post', '/v1/vaults/{vault}/services'], ['put', '/v1/vaults/{vault}/services/{name}'],
+      ['delete', '/v1/vaults/{vault}/services/{name}'], ['get', '/v1/vaults/{vault}/proposals'], ['post', '/v1/vaults/{vault}/proposals'],
+      ['get', '/v1/vaults/{vault}/proposals/{id}'], ['post', '/v1/vaults/{vault}/proposals/{id}/approve'], ['post', '/v1/vaults/{vault}/proposals/{id}/reject'],
+      ['get', '/v1/proposals/approval'], ['get', '/v1/agent/secrets/{name}'], ['get', '/v1/discover'],
+    ];
+    const missing = spec.filter(([m, p]) => !doc.paths[p]?.[m]).map(([m, p]) => `${m} ${p}`);
+    expect(missing).toEqual([]);
+    // the request schema is the zod schema that validates (strict: unknown fields refused)
+    const body = doc.paths['/v1/vaults/{vault}/secrets/{name}/migrate']!.post.requestBody.content['application/json'].schema;
+    expect(body).toMatchObject({ type: 'object', properties: { to: { type: 'string' } }, required: ['to'], additionalProperties: false });
+    expect(doc.paths['/v1/health']!.get.security).toEqual([]);
+    expect(doc.paths['/v1/auth/login']!.post.security).toEqual([]);
+    expect(doc.paths['/v1/vaults']!.get.security).toBeUndefined(); // the document's default: bearer
+  });
+
   it('every header on 200, 201, 400, 401, 403, 404 (in and outside /v1), health and the OpenAPI document; no HSTS over http', async () => {
     const cases: Array<[string, Promise<Response>, number]> = [
       ['health', call('GET', '/v1/health'), 200],

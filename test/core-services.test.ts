@@ -339,6 +339,10 @@ describeBackends('core.services', (ctx) => {
     expect(rs.filter((r) => !('duplicate' in r)).length).toBe(1);
     expect((await core.store.listGrants({ target: 'ASKED_ONCE', status: 'pending' })).length).toBe(1);
     expect((await core.audit.query(core.store, { action: 'grant.request', limit: 1000 })).items.filter((e) => e.target === 'secret:ASKED_ONCE').length).toBe(1);
+    // once approved, asking again answers with the grant itself, not a new pending request
+    await core.grants.approve(owner, 'default', rs[0]!.id, {});
+    expect(await core.grants.request(agent, 'default', { secret: 'ASKED_ONCE', mode: 'read', reason: 'again' })).toMatchObject({ id: rs[0]!.id, status: 'approved', duplicate: true });
+    expect((await core.store.listGrants({ target: 'ASKED_ONCE', status: 'pending' })).length).toBe(0);
   });
 
   it('a session ttl is seconds or a duration (10m, 1h, 7d), bounded', async () => {

@@ -72,7 +72,7 @@ export class Grants {
     } else if (!(await this.core.secrets.resolve(vault, name))) throw notFound('secret', name);
   }
 
-  /** An agent's access request (pending). A duplicate pending request returns the existing one. */
+  /** An agent's access request (pending). A repeat returns the pending request, or the live grant, that already answers it. */
   async request(ctx: OpContext, vaultName: string, input: { secret?: unknown; service?: unknown; mode?: unknown; reason?: unknown }) {
     const vault = await this.core.vaults.require(vaultName);
     const t = target(input);
@@ -92,6 +92,9 @@ export class Grants {
       await s.lockMember(vault.id, 'agent', p.id);
       const pending = (await s.listGrants({ vaultId: vault.id, agentId: p.id, kind: t.kind, target: t.target, status: 'pending' })).find((g) => g.mode === mode);
       if (pending) return pending;
+      // already granted (and not expired): that grant is the answer, nothing to ask for
+      const live = await s.findActiveGrant(vault.id, p.id, t.kind, t.target, [mode], new Date().toISOString());
+      if (live) return live;
       await s.insertGrant(row);
       ev.push({ action: 'grant.request', vault: vault.name, target: `${t.kind}:${t.target}`, details: { grant: row.id, mode, agent: p.name } });
       return null;

@@ -102,6 +102,11 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     },
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
+  // the OpenAPI document says which routes need no token (health, login, the CA, approval links)
+  app.addHook('onRoute', (route) => {
+    if (route.config?.public) route.schema = { ...(route.schema ?? {}), security: [] } as typeof route.schema;
+  });
+
   // JSON bodies: an empty body is "no body" (POST /rotate with Content-Type set); prototype keys are refused.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = String(body);
