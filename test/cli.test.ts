@@ -354,6 +354,11 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(JSON.parse(future.stdout)).toEqual([]);
     const human = await cli(['audit', '--limit', '3']);
     expect(human.stdout.split('\n')[0]).toMatch(/^SEQ\s+TIME\s+ACTOR\s+ACTION\s+VAULT\s+TARGET\s+OUTCOME$/);
+    expect(human.stderr).toMatch(/the newest 3; older ones with --limit N/);
+    // --actor takes the email (or agent name) without its user:/agent: prefix too
+    const byEmail = JSON.parse((await cli(['audit', '--actor', 'a@b.c', '--limit', '5', '--json'])).stdout) as { actor: string }[];
+    expect(byEmail.length).toBe(5);
+    expect(byEmail.every((e) => e.actor === 'user:a@b.c')).toBe(true);
     expect((await cli(['audit', '--since', 'yesterday'])).code).toBe(2);
   });
 

@@ -64,7 +64,8 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
       if (opts.actor && opts.agent) throw usage('give either --actor or --agent, not both');
       const client = clientFor(cmd);
       const q: AuditQuery = {
-        action: opts.action, actor: opts.actor, agent: opts.agent, secret: opts.secret, vault: opts.vault,
+        // `--actor bot` / `--actor me@example.com` mean agent:bot / user:me@example.com
+        action: opts.action, actor: opts.actor && !opts.actor.includes(':') && opts.actor !== 'system' ? `${opts.actor.includes('@') ? 'user' : 'agent'}:${opts.actor}` : opts.actor, agent: opts.agent, secret: opts.secret, vault: opts.vault,
         outcome: opts.outcome, since: opts.since, until: opts.until, q: opts.search,
       };
       const items = await collectPages((cursor, limit) => client.audit({ ...q, limit, cursor }), opts.limit);
@@ -75,6 +76,7 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
       }
       printTable(['SEQ', 'TIME', 'ACTOR', 'ACTION', 'VAULT', 'TARGET', 'OUTCOME'],
         items.map((e) => [e.seq, e.ts, e.actor, e.action, e.vault ?? '', e.target ?? '', e.outcome]));
+      if (items.length === opts.limit) info(`(the newest ${items.length}; older ones with --limit N or --until ${items.at(-1)!.ts})`);
     });
 
   audit
