@@ -536,6 +536,13 @@ describeBackends('authorization matrix', (ctx) => {
     expect((await call('POST', '/v1/sessions', { token: live.token, body: { vault: 'alpha' } })).status).toBe(403);
   }, 60_000);
 
+  it('status: where the data lives is shown to instance admins only', async () => {
+    expect((await ok('GET', '/v1/status', owner())).location).toEqual(expect.any(String));
+    const m = await ok('GET', '/v1/status', token.member);
+    expect(m).toMatchObject({ backend: expect.any(String), secrets: expect.any(Number) });
+    expect(m).not.toHaveProperty('location');
+  });
+
   it('[isolate] a vault admin can neither adopt nor take over an agent another vault relies on; sessions are audited', async () => {
     // beta's admin may not pull alpha's agent into beta (then rotate its token, whose grants reach alpha)
     const adopt = await call('POST', '/v1/vaults/beta/agents', { token: token.otherAdmin, body: { name: 'read-grant' } });

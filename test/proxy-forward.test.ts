@@ -540,6 +540,17 @@ describeBackends('forward proxy', (ctx) => {
     expect(lastSeen().headers.authorization).toBe(`Bearer ${SECRET}`);
     noAgentToken(lastSeen());
 
+    // Node's own global fetch goes through the proxy too (Node < 24 ignores HTTPS_PROXY: run's preload);
+    // the upstream here is on 127.0.0.1, which NO_PROXY exempts, so this child clears NO_PROXY first
+    const plainFetch = [
+      "process.env.NO_PROXY = ''; process.env.no_proxy = '';",
+      `fetch('https://127.0.0.1:${uport}/global-fetch').then((r) => r.text()).then((t) => { console.log(t); process.exit(0); }, (e) => { console.error(e.cause?.code ?? e.message); process.exit(98); });`,
+    ].join('\n');
+    const g = await runProc(process.execPath, [BIN, 'run', '--', process.execPath, '-e', plainFetch], env);
+    expect(g.stderr).toBe('');
+    expect(g.stdout).toBe('hello from upstream /global-fetch\n');
+    expect(lastSeen().headers.authorization).toBe(`Bearer ${SECRET}`);
+
     const childEnv = JSON.parse(readFileSync(dump, 'utf8')) as Record<string, string>;
     const all = JSON.stringify(childEnv);
     expect(all).not.toContain(SECRET);

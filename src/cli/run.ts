@@ -16,6 +16,7 @@
  *    forwards SIGINT/SIGTERM/SIGHUP; exits with the child's code (a signal n gives 128+n).
  */
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -79,7 +80,31 @@ function systemRoots(): string {
 }
 
 /** The child's environment: ours, minus credentials, plus the proxy and CA variables. */
-export function childEnv(base: NodeJS.ProcessEnv, proxyUrl: string, vault: string, caFile: string, bundleFile: string): NodeJS.ProcessEnv {
+/**
+ * Node before 24 ignores HTTP(S)_PROXY in `fetch`: a preload, named in NODE_OPTIONS, sets fetch's
+ * global dispatcher to undici's EnvHttpProxyAgent (the variables above decide, NO_PROXY included).
+ * It never stops a child from starting: without undici it does nothing. Null when undici is absent.
+ */
+function writePreload(dir: string): string | null {
+  let undici: string;
+  try {
+    undici = createRequire(import.meta.url).resolve('undici');
+  } catch {
+    return null;
+  }
+  const file = join(dir, 'proxy-preload.cjs');
+  writeFileSync(file, [
+    '// written by `latchkey run`: route fetch through HTTP(S)_PROXY on Node versions that do not',
+    'try {',
+    `  const { EnvHttpProxyAgent, setGlobalDispatcher } = require(${JSON.stringify(undici)});`,
+    '  setGlobalDispatcher(new EnvHttpProxyAgent());',
+    '} catch {}',
+    '',
+  ].join('\n'), { mode: 0o600 });
+  return file;
+}
+
+export function childEnv(base: NodeJS.ProcessEnv, proxyUrl: string, vault: string, caFile: string, bundleFile: string, preloadFile: string | null = null): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base };
   for (const k of STRIPPED_VARS) delete env[k];
   for (const k of PROXY_VARS) env[k] = proxyUrl;
@@ -90,8 +115,9 @@ export function childEnv(base: NodeJS.ProcessEnv, proxyUrl: string, vault: strin
   env.no_proxy = noProxy;
   env.NODE_EXTRA_CA_CERTS = caFile;
   for (const k of BUNDLE_VARS) env[k] = bundleFile;
-  // Node >= 24 honours HTTP(S)_PROXY in fetch and http when this is set
+  // Node >= 24 honours HTTP(S)_PROXY in fetch and http when this is set; older ones get the preload
   env.NODE_USE_ENV_PROXY = '1';
+  if (preloadFile) env.NODE_OPTIONS = [base.NODE_OPTIONS, `--require ${JSON.stringify(preloadFile)}`].filter(Boolean).join(' ');
   env.LATCHKEY_VAULT = vault;
   // and not the token saved for this user's CLI either: without this, `latchkey` run by the child
   // found no LATCHKEY_TOKEN and fell back to the saved config's (a person's, the owner's after init)
@@ -146,9 +172,10 @@ export function runCommand(program: Command, setCode: (c: number) => void): void
         }
         writeFileSync(caFile, (extra ? extra.replace(/\n*$/, '\n') : '') + caPem, { mode: 0o600 });
         writeFileSync(bundleFile, systemRoots().replace(/\n*$/, '\n') + caPem, { mode: 0o600 });
+        const preloadFile = writePreload(dir);
         const host = proxy.host.includes(':') ? `[${proxy.host}]` : proxy.host;
         const proxyUrl = `http://${encodeURIComponent(session)}:${encodeURIComponent(vault)}@${host}:${proxy.port}`;
-        const env = childEnv(process.env, proxyUrl, vault, caFile, bundleFile);
+        const env = childEnv(process.env, proxyUrl, vault, caFile, bundleFile, preloadFile);
         setCode(await spawnChild(command, args, env));
       } finally {
         if (dir) rmSync(dir, { recursive: true, force: true });

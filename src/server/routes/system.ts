@@ -11,9 +11,11 @@ export function systemRoutes(core: Core) {
     app.get('/v1/status', { schema: { summary: 'Storage backend, counts by category, keys, last rotation, audit head', tags: ['system'], querystring: z.strictObject({}) } }, async (req) => {
       await core.authorize(req.ctx, 'status.read');
       const [counts, vaults, head, events] = await Promise.all([core.store.countSecrets(), core.store.listVaults(), core.store.getAuditHead(), core.store.countAudit()]);
+      // where the data lives (a file path, a database host) is the operators' business: instance admins
+      const operator = await core.can(req.ctx, 'key.read', null);
       return {
         backend: core.store.backend,
-        location: core.store.location,
+        ...(operator ? { location: core.store.location } : {}),
         version: core.info.version,
         started_at: core.info.startedAt,
         vaults: vaults.length,
