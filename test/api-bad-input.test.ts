@@ -407,6 +407,12 @@ describeBackends('API bad input', (ctx) => {
     for (const bad of ['limit=0', 'limit=abc', 'limit=1001', 'limit=-3']) await refused(400, 'validation_failed', 'limit', 'GET', a(bad));
     await refused(400, 'validation_failed', 'since', 'GET', a('since=yesterday'));
     await refused(400, 'validation_failed', 'until', 'GET', a('until=2024-13-45T99:00:00Z'));
+    // a route that takes no query parameters refuses an unknown one (a misspelt filter must not list everything)
+    for (const path of ['/v1/agents?status=revoked', '/v1/vaults?name=x', '/v1/tokens?all=1', '/v1/vaults/default/services?enabled=true']) {
+      const r = await call('GET', path);
+      expect(r.status, path).toBe(400);
+      expect(r.json).toMatchObject({ code: 'validation_failed', field: path.split('?')[1]!.split('=')[0] });
+    }
     // Date.parse takes these; an ISO time they are not
     for (const bad of ['1', '-1', '2024', 'Nov 30 2026']) await refused(400, 'validation_failed', 'since', 'GET', a(`since=${encodeURIComponent(bad)}`));
     const neg = await call('GET', a('limit=-1'));

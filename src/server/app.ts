@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { z } from 'zod';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
@@ -103,8 +104,11 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
   // the OpenAPI document says which routes need no token (health, login, the CA, approval links)
+  // and every /v1 route that takes no query parameters refuses unknown ones (a misspelt filter must
+  // not silently list everything: `/v1/agents?status=revoked`)
   app.addHook('onRoute', (route) => {
     if (route.config?.public) route.schema = { ...(route.schema ?? {}), security: [] } as typeof route.schema;
+    else if (route.url.startsWith('/v1/') && !route.schema?.querystring) route.schema = { ...(route.schema ?? {}), querystring: z.strictObject({}) } as typeof route.schema;
   });
 
   // JSON bodies: an empty body is "no body" (POST /rotate with Content-Type set); prototype keys are refused.
