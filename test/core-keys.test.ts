@@ -234,6 +234,21 @@ describeBackends('core keys', (ctx) => {
     expect(await state(ctx)).toEqual(before2);
     rmSync(join(ctx.home, 'master.key'));
     expect(await state(ctx)).toEqual(before);
+
+    // the sentinel row deleted by hand: called damaged, never initialised over (allowInit or not)
+    const raw = await openRaw(ctx);
+    const [row] = await raw.all("select value from meta where key = 'sentinel'");
+    await raw.run("delete from meta where key = 'sentinel'");
+    await raw.close();
+    const damaged = await state(ctx);
+    for (const allowInit of [false, true]) {
+      const d = await fails(open(ctx, { LATCHKEY_MASTER_KEY: KEY_B }, allowInit));
+      expect(d.message).toMatch(/damaged: its master-key sentinel is missing/);
+    }
+    expect(await state(ctx)).toEqual(damaged);
+    const raw2 = await openRaw(ctx);
+    await raw2.run("insert into meta (key, value) values ('sentinel', ?)", [row!.value]);
+    await raw2.close();
   });
 
   it('a missing key names LATCHKEY_MASTER_KEY and <home>/master.key, and writes nothing', async () => {

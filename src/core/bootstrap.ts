@@ -112,7 +112,12 @@ export async function openCore(opts: OpenOptions): Promise<Opened> {
   const store = await openStoreFor(opts);
   try {
     const info = (source: MasterKeySource): CoreInfo => ({ home: opts.home, masterSource: originOf(source), version: packageVersion(), startedAt: new Date().toISOString() });
-    const sentinel = (await store.initialized()) ? await store.getMeta('sentinel') : null;
+    const hasSchema = await store.initialized();
+    const sentinel = hasSchema ? await store.getMeta('sentinel') : null;
+    if (!sentinel && hasSchema && (await store.listKeys()).length) {
+      // keys without the sentinel that vouches for them: damaged, never initialised over
+      throw new StartupError(`the data at ${opts.databaseUrl ? store.location : opts.home} is damaged: its master-key sentinel is missing while sealed keys exist (altered by hand?). Restore the database from a backup; nothing was written`);
+    }
     if (sentinel) {
       const source = findSource(opts);
       if (!source) throw new StartupError(missingKeyMessage(opts.home));
