@@ -276,6 +276,26 @@ describeBackends('core.services', (ctx) => {
     expect((await core.audit.query(core.store, { action: 'vault.delete', limit: 1000 })).items.filter((e) => e.target === 'race-vault').length).toBe(1);
   });
 
+  it('rotate-all running beside rotations, deletes and puts of the same secrets neither deadlocks nor fails (one lock order)', async () => {
+    await core.vaults.create(owner, { name: 'lock-order' });
+    const names = Array.from({ length: 300 }, (_, i) => `LO_${String(i).padStart(3, '0')}`);
+    for (let i = 0; i < names.length; i += 50) await Promise.all(names.slice(i, i + 50).map((n) => core.secrets.put(owner, 'lock-order', n, { value: `v-${n}` })));
+    let stop = false;
+    const worker = async (k: number) => {
+      for (let i = k; !stop; i += 7) {
+        const n = names[i % names.length]!;
+        if (i % 3 === 0) await core.secrets.delete(owner, 'lock-order', n).then(() => core.secrets.put(owner, 'lock-order', n, { value: `v-${n}` })).catch((e) => { if (e?.status !== 404) throw e; });
+        else await core.secrets.rotate(owner, 'lock-order', n).catch((e) => { if (e?.status !== 404) throw e; });
+      }
+    };
+    const workers = Array.from({ length: 4 }, (_, k) => worker(k));
+    const runs = await Promise.allSettled(Array.from({ length: 4 }, () => core.secrets.rotateAll(owner, 'lock-order')));
+    stop = true;
+    await Promise.all(workers);
+    expect(runs.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason?.message)).toEqual([]);
+    for (const r of runs) expect((r as PromiseFulfilledResult<{ failed: number }>).value.failed).toBe(0);
+  }, 120_000);
+
   it('a new version of a preset secret is checked against the preset\'s format, as at creation (PUT and proposals)', async () => {
     await core.secrets.create(owner, 'default', { preset: 'openai', fields: { access_token: `sk-${'a'.repeat(40)}` } });
     const e = await fails(core.secrets.put(owner, 'default', 'skill:openai:access_token', { value: 'not-an-openai-key' }));

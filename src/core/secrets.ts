@@ -10,6 +10,7 @@ import type { AuditInput } from './audit.js';
 import type { Core } from './core.js';
 import { conflict, invalid, LatchkeyError, notFound } from './errors.js';
 import { CATEGORIES, checkCategory, checkSecretName, checkValue, LIMITS, type Category } from './names.js';
+import { CryptoError } from '../crypto/aead.js';
 import { checkPresetValue, expandPreset, getPreset } from './presets.js';
 import type { OpContext } from './principal.js';
 import { actorOf } from './principal.js';
@@ -360,8 +361,10 @@ export class Secrets {
     try {
       await this.core.keys.ensureNewest(s, keyCheckMs);
       const sealed = this.core.keyring.sealValue(vault.id, row.secret.id, row.version.version, plain);
-      await s.updateVersionSeal(row.secret.id, row.version.version, { ...sealed, rotated_at: now });
+      // the secret's row before its version's, as every change to a secret takes them (lockSecret):
+      // the other order deadlocked against a rotation or delete of the same secret on PostgreSQL
       await s.touchSecretRotated(row.secret.id, now);
+      await s.updateVersionSeal(row.secret.id, row.version.version, { ...sealed, rotated_at: now });
       return sealed.kek_version;
     } finally {
       plain.fill(0);
@@ -406,7 +409,10 @@ export class Secrets {
             // a batch checks for a newer KEK at most once a second; one rotation checks every time
             await this.reseal(s, vault, row, now, 1000);
             ok++;
-          } catch {
+          } catch (err) {
+            // a value that does not open (damaged, or sealed under a key this instance lacks) is
+            // counted and skipped; a database error ends the batch (the transaction is gone)
+            if (!(err instanceof CryptoError)) throw err;
             failed.push(row.secret.name);
           }
         }
