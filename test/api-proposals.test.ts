@@ -38,6 +38,25 @@ describeBackends('proposals API', (ctx) => {
     await server?.close();
   });
 
+  it('approval URLs: absolute under a public URL with a path; relative when the server listens on every address', async () => {
+    for (const [extra, expected] of [
+      [{ host: '127.0.0.1', publicUrl: 'https://vault.example.com/lk' }, /^https:\/\/vault\.example\.com\/lk\/approve\?token=lk_appr_/],
+      [{ host: '0.0.0.0' }, /^\/approve\?token=lk_appr_/],
+    ] as const) {
+      const db = await ctx.freshDatabase();
+      const s = await startServer({ home: db.home, databaseUrl: db.databaseUrl, port: 0, proxyPort: 0, logLevel: 'silent', env: { LATCHKEY_MASTER_KEY: MASTER }, ...extra });
+      try {
+        const base = s.url.replace('0.0.0.0', '127.0.0.1');
+        const post = async (path: string, token: string, body: unknown): Promise<any> => (await fetch(base + path, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })).json();
+        const a = await post('/v1/agents', s.initialized!.ownerToken, { name: 'url-bot', vaults: ['default'] });
+        const p = await post('/v1/vaults/default/proposals', a.token, { message: 'url test', credentials: [{ action: 'set', key: 'URL_KEY', description: 'k' }] });
+        expect(p.approval_url).toMatch(expected);
+      } finally {
+        await s.close(); // the database goes with this block's afterAll
+      }
+    }
+  });
+
   it('services over HTTP: create, list, PUT, validation with the field, 409, delete', async () => {
     expect((await call('PUT', '/v1/vaults/default/secrets/GH_TOKEN', { token: ownerToken, body: { value: 'ghp_abc' } })).status).toBe(201);
     const c = await call('POST', '/v1/vaults/default/services', { token: ownerToken, body: { name: 'github', host: '*.github.com', auth: { type: 'bearer', key: 'GH_TOKEN' } } });

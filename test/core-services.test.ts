@@ -343,8 +343,12 @@ describeBackends('core.services', (ctx) => {
     expect((await core.secrets.read(owner, 'mig-to', 'MIGRATING')).value).toBe('m-2');
     expect((await core.secrets.read(owner, 'mig-to', 'MIGRATING', 1)).value).toBe('m-1');
     expect(await fails(core.secrets.read(owner, 'default', 'MIGRATING'))).toMatchObject({ status: 404 });
-    const [ev] = (await core.audit.query(core.store, { action: 'secret.migrate', limit: 1 })).items;
-    expect(ev).toMatchObject({ vault: 'default', target: 'MIGRATING', details: { from: 'default', to: 'mig-to', versions: 2 } });
+    // one event in each vault's log (its admins read their own vault's events)
+    const evs = (await core.audit.query(core.store, { action: 'secret.migrate', limit: 2 })).items;
+    expect(evs.map((e) => [e.vault, e.details.side])).toEqual(expect.arrayContaining([['default', 'out'], ['mig-to', 'in']]));
+    expect(evs[0]).toMatchObject({ target: 'MIGRATING', details: { from: 'default', to: 'mig-to', versions: 2 } });
+    // the audit's secret filter is exact, also in case (SQLite's LIKE is not)
+    expect((await core.audit.query(core.store, { secret: 'migrating', limit: 10 })).items).toEqual([]);
     // a secret of that name in the target: 409, nothing moved
     await core.secrets.put(owner, 'default', 'MIGRATING', { value: 'again' });
     expect(await fails(core.secrets.migrate(owner, 'default', 'MIGRATING', { to: 'mig-to' }))).toMatchObject({ status: 409, field: 'to' });
@@ -375,6 +379,11 @@ describeBackends('core.services', (ctx) => {
     const secrets = await core.secrets.list(agent, 'default', {});
     expect(secrets.items.length).toBeGreaterThan(0);
     for (const it of secrets.items) expect(Object.keys(it).sort()).toEqual(['name', 'vault']);
+    // nor can it probe descriptions or categories through the filters
+    await core.secrets.put(owner, 'default', 'DESCRIBED', { value: 'd', description: 'the-hidden-words' });
+    expect((await core.secrets.list(agent, 'default', { q: 'hidden-words' })).items).toEqual([]);
+    expect((await core.secrets.list(owner, 'default', { q: 'hidden-words' })).items.map((x) => x.name)).toEqual(['DESCRIBED']);
+    expect(await fails(core.secrets.list(agent, 'default', { category: 'custom' }))).toMatchObject({ status: 400, field: 'category' });
     expect(Object.keys((await core.secrets.list(owner, 'default', {})).items[0]!)).toContain('category');
     await core.services.create(owner, 'default', { name: 'names-only', host: 'api.names.test', auth: { type: 'bearer', key: 'GH_TOKEN' } });
     expect(await core.services.get(agent, 'default', 'names-only')).toEqual({ name: 'names-only', host: 'api.names.test', enabled: true });
@@ -413,6 +422,18 @@ describeBackends('core.services', (ctx) => {
     const about = (await core.audit.query(core.store, { secret: 'VEND_AGAIN', limit: 50 })).items.map((e) => e.action);
     expect(about).toEqual(expect.arrayContaining(['secret.create', 'secret.delete', 'grant.approve', 'grant.revoke', 'secret.vend']));
     expect((await core.audit.query(core.store, { agent: 'svc-bot', limit: 200 })).items.map((e) => e.action)).toEqual(expect.arrayContaining(['grant.approve', 'grant.revoke', 'secret.vend']));
+  });
+
+  it('deleting a vault\'s own copy keeps the grants while the name still resolves through its fallback chain', async () => {
+    await core.vaults.create(owner, { name: 'tier-platform' });
+    await core.vaults.create(owner, { name: 'tier-user', fallback: ['tier-platform'] });
+    await core.access.addVaultAgent(owner, 'tier-user', 'svc-bot');
+    await core.secrets.put(owner, 'tier-platform', 'TIERED_KEY', { value: 'platform-value' });
+    await core.secrets.put(owner, 'tier-user', 'TIERED_KEY', { value: 'user-value' });
+    await core.grants.create(owner, 'tier-user', { agent: 'svc-bot', secret: 'TIERED_KEY', mode: 'read' });
+    expect((await core.grants.vend(agent, 'TIERED_KEY', 'tier-user')).value).toBe('user-value');
+    expect(await core.secrets.delete(owner, 'tier-user', 'TIERED_KEY')).toMatchObject({ revoked_grants: 0 });
+    expect((await core.grants.vend(agent, 'TIERED_KEY', 'tier-user')).value).toBe('platform-value');
   });
 
   it('a vend under a live grant of a secret that is gone (from a fallback vault) answers 404 and is audited (outcome error)', async () => {

@@ -89,7 +89,8 @@ export class Grants {
     // the agent's requests in this vault queue on its membership row: two identical requests at
     // once make one pending grant (PostgreSQL replicas too), the second sees the first
     const existing = await this.core.write(ctx, async (s, ev) => {
-      await s.lockMember(vault.id, 'agent', p.id);
+      // removed from the vault meanwhile: nothing to ask for here
+      if (!(await s.lockMember(vault.id, 'agent', p.id))) throw denied(`agent ${p.name} is not a member of vault ${vault.name}`);
       const pending = (await s.listGrants({ vaultId: vault.id, agentId: p.id, kind: t.kind, target: t.target, status: 'pending' })).find((g) => g.mode === mode);
       if (pending) return pending;
       // already granted (and not expired): that grant is the answer, nothing to ask for
@@ -136,11 +137,17 @@ export class Grants {
     const now = new Date().toISOString();
     let revoked = 0;
     for (const status of ['approved', 'pending']) {
-      for (const g of await s.listGrants({ vaultId: vault.id, status, ...match })) {
-        if (!(await s.transitionGrant(g.id, ['approved', 'pending'], { status: 'revoked', decided_by: actorOf(ctx.principal), decided_at: now, decision_reason: reason }))) continue;
-        const a = await s.getAgent(g.agent_id);
-        ev.push({ action: 'grant.revoke', vault: vault.name, target: `${g.kind}:${g.target}`, details: { grant: g.id, mode: g.mode, agent: a?.name, reason } });
-        revoked++;
+      // a page at a time (listGrants pages by 1000): each pass revokes what it lists
+      for (let page = await s.listGrants({ vaultId: vault.id, status, ...match }); page.length; page = await s.listGrants({ vaultId: vault.id, status, ...match })) {
+        let moved = 0;
+        for (const g of page) {
+          if (!(await s.transitionGrant(g.id, ['approved', 'pending'], { status: 'revoked', decided_by: actorOf(ctx.principal), decided_at: now, decision_reason: reason }))) continue;
+          const a = await s.getAgent(g.agent_id);
+          ev.push({ action: 'grant.revoke', vault: vault.name, target: `${g.kind}:${g.target}`, details: { grant: g.id, mode: g.mode, agent: a?.name, reason } });
+          moved++;
+        }
+        revoked += moved;
+        if (!moved) break;
       }
     }
     return revoked;

@@ -275,13 +275,23 @@ export class Secrets {
     return { created: false, version: next };
   }
 
+  /**
+   * After a secret left `vault` (deleted, migrated), inside the transaction: revokes the grants to
+   * it there, unless the name still resolves through the vault's fallback chain (a user's own key
+   * deleted so that the platform's serves: the grants go on to the one that serves now).
+   */
+  private async revokeGrantsIfGone(s: Store, ctx: OpContext, vault: VaultRow, name: string, reason: string, ev: AuditInput[]): Promise<number> {
+    if (await this.resolve(vault, name, undefined, s)) return 0;
+    return this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: name }, reason, ev);
+  }
+
   /** Inside a caller's transaction: deletes the secret (all versions) if it exists, pushing `secret.delete`. */
   async deleteIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, ev: AuditInput[], details: Record<string, unknown> = {}): Promise<boolean> {
     const cur = await s.lockSecret(vault.id, name);
     if (!cur) return false;
     const { versions } = await s.deleteSecret(cur.id);
     ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions, ...details } });
-    await this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: name }, 'secret deleted', ev);
+    await this.revokeGrantsIfGone(s, ctx, vault, name, 'secret deleted', ev);
     return true;
   }
 
@@ -298,14 +308,14 @@ export class Secrets {
   }
 
   /** Finds the secret in the vault, then along its fallback chain (only when no version is pinned). */
-  async resolve(vault: VaultRow, name: string, version?: number): Promise<{ vault: VaultRow; row: SecretWithCurrent } | null> {
-    const row = await this.core.store.getSecretValueRow(vault.id, name, version);
+  async resolve(vault: VaultRow, name: string, version?: number, s: Store = this.core.store): Promise<{ vault: VaultRow; row: SecretWithCurrent } | null> {
+    const row = await s.getSecretValueRow(vault.id, name, version);
     if (row) return { vault, row };
     if (version !== undefined) return null;
     for (const fb of parseFallback(vault)) {
-      const v = await this.core.store.getVault(fb);
+      const v = await s.getVault(fb);
       if (!v) continue;
-      const r = await this.core.store.getSecretValueRow(v.id, name);
+      const r = await s.getSecretValueRow(v.id, name);
       if (r) return { vault: v, row: r };
     }
     return null;
@@ -332,12 +342,14 @@ export class Secrets {
   async list(ctx: OpContext, vaultName: string, q: ListInput): Promise<{ items: Array<SecretMeta | { name: string; vault: string }>; next_cursor: string | null }> {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'secret.list', vault);
+    const agent = ctx.principal.kind === 'agent';
+    // an agent sees names only: it may not filter (or probe) by category or description either
+    if (agent && q.category !== undefined) throw invalid('category', 'agents list credential names only; filter by prefix or name');
     if (q.category !== undefined && !(CATEGORIES as readonly string[]).includes(q.category)) checkCategory(q.category);
     const limit = q.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.listPage) throw invalid('limit', `must be between 1 and ${LIMITS.listPage}`);
-    const rows = await this.core.store.listSecrets({ vaultId: vault.id, category: q.category, prefix: q.prefix, q: q.q, after: q.cursor ? decodeCursor(q.cursor) : undefined, limit });
+    const rows = await this.core.store.listSecrets({ vaultId: vault.id, category: q.category, prefix: q.prefix, q: q.q, namesOnly: agent, after: q.cursor ? decodeCursor(q.cursor) : undefined, limit });
     const last = rows.at(-1);
-    const agent = ctx.principal.kind === 'agent';
     return { items: rows.map((r) => (agent ? { name: r.name, vault: vault.name } : secretMeta(vault.name, r))), next_cursor: rows.length === limit && last ? encodeCursor(last.name) : null };
   }
 
@@ -350,7 +362,7 @@ export class Secrets {
       const { versions } = await s.deleteSecret(cur.id);
       ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions } });
       // a secret made later under this name starts with no grants (as a deleted service's do)
-      const revoked = await this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: name }, 'secret deleted', ev);
+      const revoked = await this.revokeGrantsIfGone(s, ctx, vault, name, 'secret deleted', ev);
       return { deleted: name, vault: vault.name, versions, revoked_grants: revoked };
     });
   }
@@ -456,10 +468,21 @@ export class Secrets {
     await this.core.authorize(ctx, 'secret.delete', from, name);
     await this.core.authorize(ctx, 'secret.write', to, name);
     const now = new Date().toISOString();
+    const exists = () => conflict(`secret '${name}' already exists in vault '${to.name}'`, 'secret_exists', 'to');
+    try {
+      return await this.migrateIn(ctx, from, to, name, now, exists);
+    } catch (err) {
+      // created in the target meanwhile (no row to lock there before)
+      if (err instanceof UniqueViolation) throw exists();
+      throw err;
+    }
+  }
+
+  private migrateIn(ctx: OpContext, from: VaultRow, to: VaultRow, name: string, now: string, exists: () => LatchkeyError) {
     return this.core.write(ctx, async (s, ev) => {
       const cur = await s.lockSecret(from.id, name);
       if (!cur) throw notFound('secret', name);
-      if (await s.lockSecret(to.id, name)) throw conflict(`secret '${name}' already exists in vault '${to.name}'`, 'secret_exists', 'to');
+      if (await s.lockSecret(to.id, name)) throw exists();
       const row: SecretRow = { ...cur, id: newId(), vault_id: to.id, updated_at: now };
       await s.insertSecret(row);
       const versions = await s.listVersions(cur.id);
@@ -475,8 +498,11 @@ export class Secrets {
         }
       }
       await s.deleteSecret(cur.id);
-      ev.push({ action: 'secret.migrate', vault: from.name, target: name, details: { from: from.name, to: to.name, versions: versions.length, version: cur.current_version } });
-      const revoked = await this.core.grants.revokeIn(s, ctx, from, { kind: 'secret', target: name }, 'secret migrated', ev);
+      // one event in each vault's log: its admins read their own vault's events only
+      for (const [vault, side] of [[from.name, 'out'], [to.name, 'in']] as const) {
+        ev.push({ action: 'secret.migrate', vault, target: name, details: { from: from.name, to: to.name, side, versions: versions.length, version: cur.current_version } });
+      }
+      const revoked = await this.revokeGrantsIfGone(s, ctx, from, name, 'secret migrated', ev);
       return { ...secretMeta(to.name, row), from: from.name, versions: versions.length, revoked_grants: revoked };
     });
   }

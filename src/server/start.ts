@@ -127,7 +127,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const port = typeof addr === 'object' && addr ? addr.port : opts.port;
     const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
     const url = `${https ? 'https' : 'http'}://${host}:${port}`;
-    publicUrl ??= url;
+    // the listening address is a usable default unless it is the unspecified one (0.0.0.0, ::): then
+    // approval URLs stay relative, and the CLI resolves them against the address it called
+    if (!publicUrl && !['0.0.0.0', '::', '[::]', ''].includes(opts.host)) publicUrl = url;
     let closed = false;
     let pruneTimer: NodeJS.Timeout | null = null;
     if (opts.auditRetentionDays && opts.auditRetentionDays > 0) {

@@ -356,7 +356,7 @@ export class KyselyStore implements Store {
       const op = this.backend === 'postgres' ? 'ilike' : 'like';
       query = query.where((eb) => eb.or([
         eb(sql`name`, op, sql`${like} escape '\\'`),
-        eb(sql`coalesce(description, '')`, op, sql`${like} escape '\\'`),
+        ...(q.namesOnly ? [] : [eb(sql`coalesce(description, '')`, op, sql`${like} escape '\\'`)]),
       ]));
     }
     if (q.after) query = query.where('name', '>', q.after);
@@ -519,8 +519,9 @@ export class KyselyStore implements Store {
     if (q.vault) query = query.where('vault', '=', q.vault);
     if (q.actor) query = query.where('actor', '=', q.actor);
     if (q.target) query = query.where('target', '=', q.target);
-    // names are [A-Za-z0-9_:] and the details are JSON.stringify'd: a quoted name is an exact match
-    const inDetails = (text: string) => sql<boolean>`details like ${`%${text.replace(/[\\%_]/g, (c) => '\\' + c)}%`} escape '\\'`;
+    // the details are JSON.stringify'd: a quoted name is an exact match. A plain substring test
+    // (case-sensitive on both backends, where SQLite's LIKE ignores ASCII case), no pattern to escape
+    const inDetails = (text: string) => (this.backend === 'postgres' ? sql<boolean>`strpos(details, ${text}) > 0` : sql<boolean>`instr(details, ${text}) > 0`);
     const secret = q.secret;
     if (secret !== undefined) {
       query = query.where((eb) => eb.or([

@@ -43,6 +43,8 @@ export interface SecretListQuery {
   category?: string;
   prefix?: string;
   q?: string;
+  /** `q` matches names only (an agent's listing: descriptions are not theirs to probe) */
+  namesOnly?: boolean;
   after?: string; // name cursor (exclusive)
   limit: number;
 }

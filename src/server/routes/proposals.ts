@@ -43,7 +43,8 @@ export function proposalRoutes(core: Core, publicUrl: () => string | null = () =
       reply.code(201);
       const created = await core.proposals.create(req.ctx, req.params.vault, req.body);
       const base = publicUrl();
-      return base ? { ...created, approval_url: new URL(created.approval_url, base).toString() } : created;
+      // under the public URL's path too (https://example.com/latchkey/approve?…)
+      return base ? { ...created, approval_url: new URL(created.approval_url.replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`).toString() } : created;
     });
 
     app.get('/v1/vaults/:vault/proposals/:id', { schema: { summary: 'One proposal: services with their diff, slots, new-host warnings (never a value)', tags: ['proposals'], params: proposalP } },
