@@ -141,6 +141,10 @@ describe('matchService', () => {
     const narrowOff = services.map((s) => (s.name === 'ex-v1' ? { ...s, enabled: false } : s));
     expect(matchService(narrowOff, 'api.example.com', 443, '/v1/orders', 'GET')).toMatchObject({ allowed: false, reason: 'service_disabled', service: { name: 'ex-v1' } });
     expect(matchService(narrowOff, 'api.example.com', 443, '/v2', 'GET')).toMatchObject({ allowed: true, service: { name: 'ex' } });
+    // equally specific: the enabled one serves (a replacement beside a disabled old service), whatever the names
+    const replaced = [svc('api', 'same.example.com', { enabled: false }), svc('api-v2', 'same.example.com')];
+    expect(matchService(replaced, 'same.example.com', 443, '/', 'GET')).toMatchObject({ allowed: true, service: { name: 'api-v2' } });
+    expect(matchService([...replaced].reverse(), 'same.example.com', 443, '/', 'GET')).toMatchObject({ allowed: true, service: { name: 'api-v2' } });
   });
 });
 

@@ -85,19 +85,22 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
     .option('--checkpoint <file>', 'a checkpoint exported by `latchkey audit checkpoint -o FILE` (default: the last one exported)')
     .option('--json', 'machine-readable output')
     .action(async (opts: { checkpoint?: string; json?: boolean }, cmd: Command) => {
-      // SPEC §4: truncation of the tail is found against the last exported checkpoint
+      // SPEC §4: truncation of the tail is found against the last checkpoint exported from this server
+      const client = clientFor(cmd);
       let file = opts.checkpoint;
-      const saved = readCliConfig().checkpoint;
+      let note: string | null = null;
+      const saved = readCliConfig().checkpoints?.[client.addr];
       if (!file && saved) {
         if (existsSync(saved)) {
           file = saved;
-          info(`checking against the last exported checkpoint ${saved}`);
-        } else info(`the last exported checkpoint ${saved} is gone: truncation of the tail cannot be checked`);
+          note = `against the last checkpoint exported from ${client.addr}: ${saved}`;
+        } else note = `the last checkpoint exported from ${client.addr} (${saved}) is gone: truncation of the tail was not checked`;
       }
       const cp = file ? readCheckpoint(file) : null;
-      const r = await clientFor(cmd).verifyAudit(cp);
-      if (opts.json) printJson(r);
+      const r = await client.verifyAudit(cp);
+      if (opts.json) printJson(note ? { ...r, note } : r);
       else {
+        if (note) out(note);
         if (r.first_bad) out(`audit chain BROKEN at seq ${r.first_bad.seq}: ${r.first_bad.reason}`);
         else out(`audit chain OK: ${r.checked} event${r.checked === 1 ? '' : 's'} checked, head seq ${r.head.seq}${r.anchor?.seq ? ` (anchored at seq ${r.anchor.seq} after pruning)` : ''}`);
         if (r.checkpoint) out(`checkpoint at seq ${r.checkpoint.seq}: ${r.checkpoint.ok ? 'OK' : 'FAILED'}${r.checkpoint.reason ? ` (${r.checkpoint.reason})` : ''}`);
@@ -123,7 +126,13 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
       }
       writeFileSync(opts.output, text, { mode: 0o600 });
       chmodSync(opts.output, 0o600);
-      writeCliConfig({ checkpoint: resolve(opts.output) });
-      out(`checkpoint at seq ${cp.seq} written to ${opts.output} (audit verify checks against it from now on)`);
+      out(`checkpoint at seq ${cp.seq} written to ${opts.output}`);
+      // remembered per server: `audit verify` against this server checks against it from now on
+      try {
+        const addr = clientFor(cmd).addr;
+        writeCliConfig({ checkpoints: { ...(readCliConfig().checkpoints ?? {}), [addr]: resolve(opts.output) } });
+      } catch (err) {
+        info(`latchkey: the checkpoint was written, but could not be remembered for audit verify (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass --checkpoint ${opts.output}`);
+      }
     });
 }

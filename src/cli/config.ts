@@ -10,8 +10,8 @@ import { DEFAULT_ADDR } from '../client/index.js';
 export interface CliConfig {
   addr?: string;
   token?: string;
-  /** the last audit checkpoint exported with -o (an absolute path): `audit verify` checks against it */
-  checkpoint?: string;
+  /** per server address, the last audit checkpoint exported with -o (an absolute path): `audit verify` against that server checks against it */
+  checkpoints?: Record<string, string>;
 }
 
 export function cliHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -33,7 +33,9 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
     const out: CliConfig = {};
     if (typeof o.addr === 'string' && o.addr) out.addr = o.addr;
     if (typeof o.token === 'string' && o.token) out.token = o.token;
-    if (typeof o.checkpoint === 'string' && o.checkpoint) out.checkpoint = o.checkpoint;
+    if (o.checkpoints && typeof o.checkpoints === 'object' && !Array.isArray(o.checkpoints)) {
+      out.checkpoints = Object.fromEntries(Object.entries(o.checkpoints as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    }
     return out;
   } catch {
     return {};
@@ -44,7 +46,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
  * Merges `patch` into the saved config (a key set to undefined or null is removed) and writes it
  * atomically with mode 0600. Returns the path written.
  */
-export function writeCliConfig(patch: { addr?: string | null; token?: string | null; checkpoint?: string | null }, env: NodeJS.ProcessEnv = process.env): string {
+export function writeCliConfig(patch: { addr?: string | null; token?: string | null; checkpoints?: Record<string, string> | null }, env: NodeJS.ProcessEnv = process.env): string {
   const path = cliConfigPath(env);
   let current: Record<string, unknown> = {};
   if (existsSync(path)) {

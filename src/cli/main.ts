@@ -82,10 +82,12 @@ function addAddrToLeaves(cmd: Command): void {
 
 /** Runs the CLI on process.argv-style arguments and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  // a reader that went away (`latchkey audit | head -1`) ends the output, not in a stack trace
+  // a reader that went away (`latchkey audit | head -1`) ends a command's output, not in a stack
+  // trace. A server keeps serving: its stdout (log, `--audit-file -`) is not what it is for.
+  const serving = argv.slice(2).find((a) => !a.startsWith('-')) === 'server';
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw err;
+    if (err.code !== 'EPIPE') throw err;
+    if (!serving) process.exit(process.exitCode ?? 0);
   });
   let code = EXIT.ok as number;
   const program = buildProgram((c) => { code = c; });

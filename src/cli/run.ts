@@ -16,11 +16,11 @@
  *    forwards SIGINT/SIGTERM/SIGHUP; exits with the child's code (a signal n gives 128+n).
  */
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { rootCertificates } from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { LatchkeyClient } from '../client/index.js';
 import { ttlArg } from './agent.js';
@@ -81,27 +81,13 @@ function systemRoots(): string {
 
 /** The child's environment: ours, minus credentials, plus the proxy and CA variables. */
 /**
- * Node before 24 ignores HTTP(S)_PROXY in `fetch`: a preload, named in NODE_OPTIONS, sets fetch's
- * global dispatcher to undici's EnvHttpProxyAgent (the variables above decide, NO_PROXY included).
- * It never stops a child from starting: without undici it does nothing. Null when undici is absent.
+ * Node before 24 ignores HTTP(S)_PROXY in `fetch`: this preload (shipped in the package, so a
+ * child's own descendants that outlive `latchkey run` still find it) points fetch at the proxy on
+ * its first call. Null when the file is missing.
  */
-function writePreload(dir: string): string | null {
-  let undici: string;
-  try {
-    undici = createRequire(import.meta.url).resolve('undici');
-  } catch {
-    return null;
-  }
-  const file = join(dir, 'proxy-preload.cjs');
-  writeFileSync(file, [
-    '// written by `latchkey run`: route fetch through HTTP(S)_PROXY on Node versions that do not',
-    'try {',
-    `  const { EnvHttpProxyAgent, setGlobalDispatcher } = require(${JSON.stringify(undici)});`,
-    '  setGlobalDispatcher(new EnvHttpProxyAgent());',
-    '} catch {}',
-    '',
-  ].join('\n'), { mode: 0o600 });
-  return file;
+function preloadPath(): string | null {
+  const file = fileURLToPath(new URL('../../../bin/fetch-proxy-preload.cjs', import.meta.url));
+  return existsSync(file) ? file : null;
 }
 
 export function childEnv(base: NodeJS.ProcessEnv, proxyUrl: string, vault: string, caFile: string, bundleFile: string, preloadFile: string | null = null): NodeJS.ProcessEnv {
@@ -172,7 +158,7 @@ export function runCommand(program: Command, setCode: (c: number) => void): void
         }
         writeFileSync(caFile, (extra ? extra.replace(/\n*$/, '\n') : '') + caPem, { mode: 0o600 });
         writeFileSync(bundleFile, systemRoots().replace(/\n*$/, '\n') + caPem, { mode: 0o600 });
-        const preloadFile = writePreload(dir);
+        const preloadFile = preloadPath();
         const host = proxy.host.includes(':') ? `[${proxy.host}]` : proxy.host;
         const proxyUrl = `http://${encodeURIComponent(session)}:${encodeURIComponent(vault)}@${host}:${proxy.port}`;
         const env = childEnv(process.env, proxyUrl, vault, caFile, bundleFile, preloadFile);

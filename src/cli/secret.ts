@@ -82,7 +82,7 @@ async function setPreset(client: LatchkeyClient, vault: string, presetId: string
 
 interface SetOpts extends VaultOpt { category?: string; preset?: string; description?: string; tag?: string[]; cas?: number; json?: boolean }
 
-async function rotateAll(client: LatchkeyClient, vault: string): Promise<{ result: Omit<RotateAllResult, 'next_cursor' | 'done'>; code: number }> {
+async function rotateAll(client: LatchkeyClient, vault: string): Promise<{ result: Omit<RotateAllResult, 'next_cursor' | 'done'>; code: number; stopped: boolean }> {
   const progress = new Progress('rotated');
   let after: string | undefined;
   let rotated = 0;
@@ -95,7 +95,7 @@ async function rotateAll(client: LatchkeyClient, vault: string): Promise<{ resul
   // and say how far it got. A second Ctrl-C quits at once.
   let interrupted = false;
   const onInterrupt = () => {
-    if (interrupted) process.exit(130);
+    if (interrupted) process.exit(EXIT.error);
     interrupted = true;
     info('latchkey: stopping after the batch in flight (Ctrl-C again to quit at once)');
   };
@@ -121,7 +121,8 @@ async function rotateAll(client: LatchkeyClient, vault: string): Promise<{ resul
     progress.end();
     if (!finished && (rotated || failed)) info(`latchkey: stopped after rotating ${rotated} of ${total}; already rotated secrets stay rotated, run it again to finish`);
   }
-  return { result: { vault, rotated, failed, failed_names: failedNames, total }, code: interrupted ? 130 : failed ? EXIT.error : EXIT.ok };
+  // interrupted before the end: an error (1), with the line saying how far it got
+  return { result: { vault, rotated, failed, failed_names: failedNames, total }, code: failed || !finished ? EXIT.error : EXIT.ok, stopped: !finished };
 }
 
 /**
@@ -286,13 +287,13 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
         out(`${m.name}: rotated (version ${m.version}, re-encrypted ${m.last_rotated_at ?? 'now'})`);
         return;
       }
-      const { result, code } = await rotateAll(client, vault);
+      const { result, code, stopped } = await rotateAll(client, vault);
       if (opts.json) printJson(result);
       else {
         out(`rotated ${result.rotated} of ${result.total}, failed ${result.failed}`);
         if (result.failed_names.length) out(`failed: ${result.failed_names.join(', ')}${result.failed > result.failed_names.length ? ', …' : ''}`);
       }
-      if (code === 130) setCode(code); // interrupted: the line saying how far it got is printed
+      if (stopped) setCode(code); // interrupted: the one line saying how far it got is printed
       else if (code) {
         printError(`${result.failed} of ${result.total} secret${result.total === 1 ? '' : 's'} failed to rotate (they keep their previous encryption)`);
         setCode(code);

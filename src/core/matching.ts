@@ -470,7 +470,7 @@ export function matchService<S extends Matchable>(services: readonly S[], host: 
     const m = cachedMatcher(s.host);
     if (!m || !hostMatches(m, host, port)) continue;
     if (m.pathPrefix !== null && (np === null || !pathHasPrefix(np, m.pathPrefix))) continue;
-    if (!best || better(m, s.name, best.m, best.s.name)) best = { s, m };
+    if (!best || better(m, s, best.m, best.s)) best = { s, m };
   }
   if (!best) return null;
   if (best.s.enabled === false) return { service: best.s, matcher: best.m, allowed: false, methodAllowed: true, pathAllowed: true, reason: 'service_disabled' };
@@ -484,11 +484,14 @@ export function matchService<S extends Matchable>(services: readonly S[], host: 
   };
 }
 
-function better(a: HostMatcher, an: string, b: HostMatcher, bn: string): boolean {
+function better(a: HostMatcher, as: Matchable, b: HostMatcher, bs: Matchable): boolean {
   if (a.wildcard !== b.wildcard) return !a.wildcard;
   const al = a.pathPrefix?.length ?? 0;
   const bl = b.pathPrefix?.length ?? 0;
   if (al !== bl) return al > bl;
   if ((a.port === null) !== (b.port === null)) return a.port !== null;
-  return an < bn;
+  // equally specific: an enabled service wins over a disabled one (a replacement made beside an
+  // old service that was then disabled); only a strictly more specific disabled one refuses
+  if ((as.enabled === false) !== (bs.enabled === false)) return as.enabled !== false;
+  return as.name < bs.name;
 }
