@@ -224,6 +224,21 @@ describeBackends('proxy base-URL mode', (ctx) => {
     const g = await call('POST', '/v1/vaults/default/grants', { body: { agent: 'proxy-bot', service: 'openai', mode: 'use' } });
     expect(g.status).toBe(201);
     grantId = g.json.id;
+    // disabling the service cuts an open WebSocket too
+    const s3 = netConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
+    await once(s3, 'connect');
+    let b3 = '';
+    s3.on('data', (d: Buffer) => (b3 += d.toString('latin1')));
+    s3.write(`GET /proxy/default/openai/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${agentToken}\r\n\r\n`);
+    await eventually(async () => b3, (b) => b.includes('\r\n\r\n'));
+    expect(b3).toMatch(/^HTTP\/1\.1 101/);
+    const closed3 = once(s3, 'close');
+    const spec = { host: upHost, auth: { type: 'bearer', key: 'OPENAI_KEY' } };
+    expect((await call('PUT', '/v1/vaults/default/services/openai', { body: { ...spec, enabled: false } })).status).toBe(200);
+    const t3 = Date.now();
+    await closed3;
+    expect(Date.now() - t3).toBeLessThan(3000);
+    expect((await call('PUT', '/v1/vaults/default/services/openai', { body: { ...spec, enabled: true } })).status).toBe(200);
   });
 
   afterAll(async () => {
@@ -668,6 +683,21 @@ describeBackends('proxy base-URL mode', (ctx) => {
     const g = await call('POST', '/v1/vaults/default/grants', { body: { agent: 'proxy-bot', service: 'openai', mode: 'use' } });
     expect(g.status).toBe(201);
     grantId = g.json.id;
+    // disabling the service cuts an open WebSocket too
+    const s3 = netConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
+    await once(s3, 'connect');
+    let b3 = '';
+    s3.on('data', (d: Buffer) => (b3 += d.toString('latin1')));
+    s3.write(`GET /proxy/default/openai/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${agentToken}\r\n\r\n`);
+    await eventually(async () => b3, (b) => b.includes('\r\n\r\n'));
+    expect(b3).toMatch(/^HTTP\/1\.1 101/);
+    const closed3 = once(s3, 'close');
+    const spec = { host: upHost, auth: { type: 'bearer', key: 'OPENAI_KEY' } };
+    expect((await call('PUT', '/v1/vaults/default/services/openai', { body: { ...spec, enabled: false } })).status).toBe(200);
+    const t3 = Date.now();
+    await closed3;
+    expect(Date.now() - t3).toBeLessThan(3000);
+    expect((await call('PUT', '/v1/vaults/default/services/openai', { body: { ...spec, enabled: true } })).status).toBe(200);
     // refused before any upstream contact without a token
     const s2 = netConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
     await once(s2, 'connect');

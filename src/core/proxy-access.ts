@@ -124,8 +124,6 @@ export class ProxyAccess {
     return r ? { config: this.configOf(r.service), grantId: r.grantId } : null;
   }
 
-
-
   /** The vault's services (enabled or not), parsed; cached for SERVICE_TTL_MS. */
   async services(vault: VaultRow, refresh = false): Promise<ServiceConfig[]> {
     const now = Date.now();

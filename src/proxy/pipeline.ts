@@ -749,8 +749,14 @@ export class ProxyPipeline {
     const service = p.service;
     const unwatch = this.watch(conn, async () => {
       const caller = await this.authenticate(t.token, t.vault, t.mode, t.service ?? null);
-      if (service) await this.access.requireUseGrant(caller, service);
-      else if (caller.vault.passthrough !== 1) throw new ProxyError(403, 'no_service', 'blind passthrough was turned off');
+      if (!service) {
+        if (caller.vault.passthrough !== 1) throw new ProxyError(403, 'no_service', 'blind passthrough was turned off');
+        return;
+      }
+      // the service as stored now: deleted or disabled cuts too, as it refuses new requests
+      const fresh = await this.access.freshService(caller, service.name);
+      if (!fresh || !fresh.config.enabled) throw disabledService(service, caller.vault.name);
+      await this.access.requireUseGrant(caller, fresh.config, fresh.grantId);
     });
     upSock.on('error', () => socket.destroy());
     socket.on('error', () => upSock.destroy());
