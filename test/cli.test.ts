@@ -460,6 +460,32 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(stderr).toContain('listening on');
   }, 60_000);
 
+  it('a server whose stdout reader goes away keeps serving (EPIPE ends commands, not the server)', async () => {
+    const home3 = mkdtempSync(join(tmpdir(), 'lk-epipe-'));
+    const port3 = await freePort();
+    const env3 = cleanEnv({ LATCHKEY_HOME: home3, LATCHKEY_CONFIG: join(home3, 'cli.json') });
+    const child = spawn(process.execPath, [BIN, 'server', '--port', String(port3), '--proxy-port', '0', '--audit-file', '-'], { env: env3, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
+    const base = `http://127.0.0.1:${port3}`;
+    try {
+      await waitForHealth(base, child, () => stderr);
+      const token = /lk_pat_\S+/.exec(stderr)?.[0];
+      child.stdout!.destroy(); // the reader leaves: the next audit line written to stdout meets EPIPE
+      for (let i = 0; i < 5; i++) {
+        const r = await fetch(`${base}/v1/vaults`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: `pipe-${i}` }) });
+        expect(r.status).toBe(201);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      expect(child.exitCode).toBeNull();
+      expect((await fetch(`${base}/v1/health`)).status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      rmSync(home3, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('npx latchkey --help works from the repository root', async () => {
     const r = await run(['latchkey', '--help'], { env: baseEnv, cmd: [process.platform === 'win32' ? 'npx.cmd' : 'npx'] });
     expect(r.code, r.stderr).toBe(0);

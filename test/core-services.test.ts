@@ -321,6 +321,24 @@ describeBackends('core.services', (ctx) => {
     expect(rev).toMatchObject({ target: 'secret:GH_TOKEN', details: { agent: 'leaver', reason: 'agent removed from the vault' } });
   });
 
+  it('removing an agent revokes every grant it has there, past one page (1,000) of them', async () => {
+    await core.vaults.create(owner, { name: 'many-grants' });
+    await core.access.createAgent(owner, { name: 'hoarder', vaults: ['many-grants'] });
+    const v = (await core.store.getVault('many-grants'))!;
+    const a = (await core.store.getAgentByName('hoarder'))!;
+    const now = new Date().toISOString();
+    await core.store.tx(async (s) => {
+      for (let i = 0; i < 1_050; i++) {
+        await s.insertGrant({
+          id: `g${String(i).padStart(23, '0')}`, vault_id: v.id, agent_id: a.id, kind: 'secret', target: `MANY_${i}`, mode: 'read', status: 'approved',
+          reason: null, requested_by: 'system', decided_by: null, decided_at: null, decision_reason: null, expires_at: null, created_at: now,
+        });
+      }
+    });
+    expect(await core.access.removeVaultAgent(owner, 'many-grants', 'hoarder')).toMatchObject({ revoked_grants: 1_050 });
+    expect((await core.store.listGrants({ vaultId: v.id, status: 'approved' })).length + (await core.store.listGrants({ vaultId: v.id, status: 'pending' })).length).toBe(0);
+  }, 60_000);
+
   it('a revoked agent takes nothing new: revoking again, adding it to a vault, granting it, a session for it are 409', async () => {
     await core.access.createAgent(owner, { name: 'gone-bot', vaults: ['default'] });
     await core.access.revokeAgent(owner, 'gone-bot');

@@ -33,6 +33,7 @@ describe('address classes', () => {
     ['::ffff:10.0.0.1', 'blocked'], ['::ffff:127.0.0.1', 'blocked'], ['::ffff:8.8.8.8', 'public'], ['64:ff9b::10.1.2.3', 'blocked'],
     ['2002:0a00:0001::1', 'blocked'], ['2002:0808:0808::1', 'public'], ['fe80::1%eth0', 'blocked'],
     ['169.254.169.254', 'metadata'], ['169.254.170.2', 'metadata'], ['100.100.100.200', 'metadata'], ['fd00:ec2::254', 'metadata'],
+    ['168.63.129.16', 'metadata'], // Azure WireServer: a public address, the host's own agent endpoint
     ['::ffff:169.254.169.254', 'metadata'], ['::ffff:a9fe:a9fe', 'metadata'], ['64:ff9b::169.254.169.254', 'metadata'],
   ];
   it.each(cases)('%s is %s', (ip, cls) => {

@@ -561,6 +561,9 @@ describeBackends('forward proxy', (ctx) => {
     expect(childEnv.NO_PROXY).toBe('localhost,127.0.0.1');
     expect(childEnv.no_proxy).toBe('localhost,127.0.0.1');
     for (const k of ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO']) expect(childEnv[k]).toBeTruthy();
+    // the other tools' bundle variables point at the same bundle (system roots + Latchkey's CA)
+    for (const k of ['PIP_CERT', 'AWS_CA_BUNDLE', 'HTTPLIB2_CA_CERTS', 'NIX_SSL_CERT_FILE', 'CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE', 'GRPC_DEFAULT_SSL_ROOTS_FILE_PATH']) expect(childEnv[k]).toBe(childEnv.SSL_CERT_FILE);
+    expect(childEnv.NODE_OPTIONS).toContain('fetch-proxy-preload.cjs');
     // the CA files lived only as long as the child
     expect(() => readFileSync(childEnv.NODE_EXTRA_CA_CERTS!)).toThrow();
 
