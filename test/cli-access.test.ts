@@ -396,6 +396,7 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
     expectFailure(missing, missing.code!);
     expect(missing.stderr).toContain('NO_SUCH_KEY');
     expectFailure(exists, 1); // 409
+    expect(exists.stderr).toContain('add --replace to replace it');
     const replaced = json(await bob(['service', 'add', 'stripe', '--host', 'api.stripe.com', '--bearer', 'STRIPE_KEY', '--replace', '--json']));
     expect(replaced).toMatchObject({ methods: [], path_prefixes: [], quota_per_minute: null });
 

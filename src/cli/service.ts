@@ -4,9 +4,9 @@
  * a rule names credentials, the proxy injects them.
  */
 import type { Command } from 'commander';
-import type { AuthRule, Service, ServiceSpec } from '../client/index.js';
+import { ApiError, type AuthRule, type Service, type ServiceSpec } from '../client/index.js';
 import { SECRET_NAME_RE } from '../core/names.js';
-import { clientFor, collect, info, intArg, out, plain, printJson, printTable, usage } from './output.js';
+import { CliError, clientFor, collect, EXIT, info, intArg, out, plain, printJson, printTable, usage } from './output.js';
 import { vaultFor, withVault } from './scope.js';
 
 interface AddOpts {
@@ -129,7 +129,14 @@ export function serviceCommand(program: Command, _setCode: (c: number) => void):
       };
       const client = clientFor(cmd);
       const vault = await vaultFor(client, opts.vault);
-      const s = opts.replace ? await client.putService(vault, spec) : await client.createService(vault, spec);
+      let s: Service;
+      try {
+        s = opts.replace ? await client.putService(vault, spec) : await client.createService(vault, spec);
+      } catch (err) {
+        // the API's advice (PUT) in the CLI's words
+        if (err instanceof ApiError && err.code === 'service_exists') throw new CliError(`service ${name} already exists in vault ${vault}; add --replace to replace it`, EXIT.error);
+        throw err;
+      }
       if (opts.json) return printJson(s);
       out(`service ${s.name} in vault ${vault}: ${s.host} (${describeAuth(s.auth)})${s.enabled ? '' : ', disabled'}`);
     });
