@@ -12,7 +12,8 @@
  *    the CA for tools whose variable replaces the trust store (SSL_CERT_FILE, REQUESTS_CA_BUNDLE,
  *    CURL_CA_BUNDLE, GIT_SSL_CAINFO); NODE_EXTRA_CA_CERTS gets the CA alone (it adds to Node's roots).
  * 4. Runs the child with HTTPS_PROXY/HTTP_PROXY (both cases) = http://<session>:<vault>@host:port,
- *    NO_PROXY=localhost,127.0.0.1, without LATCHKEY_TOKEN (nor the master key or database URL);
+ *    NO_PROXY=localhost,127.0.0.1, without LATCHKEY_TOKEN (nor the master key or database URL),
+ *    and for Node children NODE_USE_ENV_PROXY=1 plus the fetch preload (bin/fetch-proxy-preload.cjs);
  *    forwards SIGINT/SIGTERM/SIGHUP; exits with the child's code (a signal n gives 128+n).
  */
 import { spawn } from 'node:child_process';
@@ -79,7 +80,6 @@ function systemRoots(): string {
   return rootCertificates.join('\n');
 }
 
-/** The child's environment: ours, minus credentials, plus the proxy and CA variables. */
 /**
  * Node before 24 ignores HTTP(S)_PROXY in `fetch`: this preload (shipped in the package, so a
  * child's own descendants that outlive `latchkey run` still find it) points fetch at the proxy on
@@ -90,6 +90,7 @@ function preloadPath(): string | null {
   return existsSync(file) ? file : null;
 }
 
+/** The child's environment: ours, minus credentials, plus the proxy and CA variables (and the fetch preload for Node). */
 export function childEnv(base: NodeJS.ProcessEnv, proxyUrl: string, vault: string, caFile: string, bundleFile: string, preloadFile: string | null = null): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base };
   for (const k of STRIPPED_VARS) delete env[k];

@@ -484,7 +484,7 @@ export function matchService<S extends Matchable>(services: readonly S[], host: 
   };
 }
 
-function better(a: HostMatcher, as: Matchable, b: HostMatcher, bs: Matchable): boolean {
+function better(a: HostMatcher, sa: Matchable, b: HostMatcher, sb: Matchable): boolean {
   if (a.wildcard !== b.wildcard) return !a.wildcard;
   const al = a.pathPrefix?.length ?? 0;
   const bl = b.pathPrefix?.length ?? 0;
@@ -492,6 +492,6 @@ function better(a: HostMatcher, as: Matchable, b: HostMatcher, bs: Matchable): b
   if ((a.port === null) !== (b.port === null)) return a.port !== null;
   // equally specific: an enabled service wins over a disabled one (a replacement made beside an
   // old service that was then disabled); only a strictly more specific disabled one refuses
-  if ((as.enabled === false) !== (bs.enabled === false)) return as.enabled !== false;
-  return as.name < bs.name;
+  if ((sa.enabled === false) !== (sb.enabled === false)) return sa.enabled !== false;
+  return sa.name < sb.name;
 }
