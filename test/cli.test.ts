@@ -432,27 +432,45 @@ describe('latchkey CLI (child process, real server)', () => {
     expect((await cli(['audit', 'verify'])).code).toBe(0);
   }, 60_000);
 
-  it('server --audit-file -: stdout carries audit events as JSON lines and nothing else (banner and log on stderr)', async () => {
-    const home2 = mkdtempSync(join(tmpdir(), 'lk-sink-'));
-    const port2 = await freePort();
-    const env2 = cleanEnv({ LATCHKEY_HOME: home2, LATCHKEY_CONFIG: join(home2, 'cli.json') });
-    const child = spawn(process.execPath, [BIN, 'server', '--port', String(port2), '--proxy-port', '0', '--audit-file', '-'], { env: env2, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  /**
+   * A fresh server of its own with `--audit-file -` (stdout: audit lines); `body` gets its base URL
+   * and owner token (read from the banner on stderr). Stopped and its data dir removed afterwards.
+   */
+  async function withSinkServer(prefix: string, body: (o: { child: ChildProcess; base: string; token: string; stdout: () => string; stderr: () => string }) => Promise<void>): Promise<void> {
+    const home = mkdtempSync(join(tmpdir(), prefix));
+    const port = await freePort();
+    const env = cleanEnv({ LATCHKEY_HOME: home, LATCHKEY_CONFIG: join(home, 'cli.json') });
+    const child = spawn(process.execPath, [BIN, 'server', '--port', String(port), '--proxy-port', '0', '--audit-file', '-'], { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (d) => (stdout += d));
     child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
+    const base = `http://127.0.0.1:${port}`;
     try {
-      await waitForHealth(`http://127.0.0.1:${port2}`, child, () => stderr);
+      await waitForHealth(base, child, () => stderr);
       const token = /lk_pat_\S+/.exec(stderr)?.[0];
       expect(token, stderr).toBeTruthy();
-      const r = await fetch(`http://127.0.0.1:${port2}/v1/vaults`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'sink-test' }) });
-      expect(r.status).toBe(201);
-      for (let i = 0; i < 50 && !stdout.includes('vault.create'); i++) await new Promise((res) => setTimeout(res, 50));
+      await body({ child, base, token: token!, stdout: () => stdout, stderr: () => stderr });
     } finally {
       child.kill('SIGTERM');
       await once(child, 'exit');
-      rmSync(home2, { recursive: true, force: true });
+      rmSync(home, { recursive: true, force: true });
     }
+  }
+
+  const createVault = (base: string, token: string, name: string) =>
+    fetch(`${base}/v1/vaults`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+
+  it('server --audit-file -: stdout carries audit events as JSON lines and nothing else (banner and log on stderr)', async () => {
+    let stdout = '';
+    let stderr = '';
+    await withSinkServer('lk-sink-', async (o) => {
+      const r = await createVault(o.base, o.token, 'sink-test');
+      expect(r.status).toBe(201);
+      for (let i = 0; i < 50 && !o.stdout().includes('vault.create'); i++) await new Promise((res) => setTimeout(res, 50));
+      stdout = o.stdout();
+      stderr = o.stderr();
+    });
     const lines = stdout.split('\n').filter(Boolean);
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) expect(JSON.parse(l)).toMatchObject({ action: expect.any(String), hash: expect.any(String) });
@@ -461,29 +479,16 @@ describe('latchkey CLI (child process, real server)', () => {
   }, 60_000);
 
   it('a server whose stdout reader goes away keeps serving (EPIPE ends commands, not the server)', async () => {
-    const home3 = mkdtempSync(join(tmpdir(), 'lk-epipe-'));
-    const port3 = await freePort();
-    const env3 = cleanEnv({ LATCHKEY_HOME: home3, LATCHKEY_CONFIG: join(home3, 'cli.json') });
-    const child = spawn(process.execPath, [BIN, 'server', '--port', String(port3), '--proxy-port', '0', '--audit-file', '-'], { env: env3, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
-    const base = `http://127.0.0.1:${port3}`;
-    try {
-      await waitForHealth(base, child, () => stderr);
-      const token = /lk_pat_\S+/.exec(stderr)?.[0];
+    await withSinkServer('lk-epipe-', async ({ child, base, token }) => {
       child.stdout!.destroy(); // the reader leaves: the next audit line written to stdout meets EPIPE
       for (let i = 0; i < 5; i++) {
-        const r = await fetch(`${base}/v1/vaults`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: `pipe-${i}` }) });
+        const r = await createVault(base, token, `pipe-${i}`);
         expect(r.status).toBe(201);
       }
       await new Promise((r) => setTimeout(r, 200));
       expect(child.exitCode).toBeNull();
       expect((await fetch(`${base}/v1/health`)).status).toBe(200);
-    } finally {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-      rmSync(home3, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   it('npx latchkey --help works from the repository root', async () => {

@@ -42,6 +42,12 @@ function readCheckpoint(file: string): Checkpoint {
   return { seq: c.seq, hash: c.hash, ts: c.ts, mac: c.mac };
 }
 
+/** `--actor bot` / `--actor me@example.com` mean agent:bot / user:me@example.com; a prefixed actor or `system` stays as given. */
+function actorFilter(a: string | undefined): string | undefined {
+  if (!a || a.includes(':') || a === 'system') return a;
+  return `${a.includes('@') ? 'user' : 'agent'}:${a}`;
+}
+
 export function auditCommand(program: Command, setCode: (c: number) => void): void {
   const audit = program.command('audit').description('the tamper-evident audit log: query, verify, checkpoint');
 
@@ -64,8 +70,7 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
       if (opts.actor && opts.agent) throw usage('give either --actor or --agent, not both');
       const client = clientFor(cmd);
       const q: AuditQuery = {
-        // `--actor bot` / `--actor me@example.com` mean agent:bot / user:me@example.com
-        action: opts.action, actor: opts.actor && !opts.actor.includes(':') && opts.actor !== 'system' ? `${opts.actor.includes('@') ? 'user' : 'agent'}:${opts.actor}` : opts.actor, agent: opts.agent, secret: opts.secret, vault: opts.vault,
+        action: opts.action, actor: actorFilter(opts.actor), agent: opts.agent, secret: opts.secret, vault: opts.vault,
         outcome: opts.outcome, since: opts.since, until: opts.until, q: opts.search,
       };
       const items = await collectPages((cursor, limit) => client.audit({ ...q, limit, cursor }), opts.limit);

@@ -24,10 +24,10 @@ import { cliVersion } from './version.js';
 
 const ADDR_HELP = 'server address (default: $LATCHKEY_ADDR, the saved address, or http://127.0.0.1:7470)';
 
-/** Builds the command tree. Each action stores its exit code through `setCode`. */
 /** Help commander prints for a group run without its verb (to stderr): kept here, reported as one line. */
 let helpOnError = '';
 
+/** Builds the command tree. Each action stores its exit code through `setCode`. */
 export function buildProgram(setCode: (code: number) => void): Command {
   const program = new Command('latchkey');
   program

@@ -7,7 +7,7 @@ import type { AgentRow, MemberRow, UserRow, VaultRow } from '../store/store.js';
 import { UniqueViolation } from '../store/store.js';
 import { checkEmail, checkPassword, userView } from './auth.js';
 import type { Core } from './core.js';
-import { conflict, denied, invalid, LatchkeyError, notFound } from './errors.js';
+import { conflict, denied, invalid, notFound } from './errors.js';
 import type { InstanceRole, OpContext } from './principal.js';
 import { actorOf } from './principal.js';
 
@@ -165,11 +165,7 @@ export class Access {
     const twice = (vaultNames as string[]).findIndex((v, i) => vaultNames.indexOf(v) !== i);
     if (twice !== -1) throw invalid(`vaults[${twice}]`, `names vault ${vaultNames[twice]} a second time`);
     const vaults: VaultRow[] = [];
-    for (const [i, v] of (vaultNames as string[]).entries()) {
-      const row = await this.core.store.getVault(v);
-      if (!row) throw new LatchkeyError(404, 'vault_not_found', `vault '${v}' was not found`, `vaults[${i}]`);
-      vaults.push(row);
-    }
+    for (const [i, v] of (vaultNames as string[]).entries()) vaults.push(await this.core.vaults.require(v, `vaults[${i}]`));
     if (vaults.length === 0) await this.core.authorize(ctx, 'agent.create', null, name);
     for (const v of vaults) await this.core.authorize(ctx, 'agent.create', v, name);
     if (input.description !== undefined && (typeof input.description !== 'string' || input.description.length > 1024)) throw invalid('description', 'must be a string of at most 1024 characters');

@@ -19,7 +19,7 @@ export class LatchkeyError extends Error {
 export const invalid = (field: string, message: string, code = 'validation_failed') => new LatchkeyError(400, code, `${field}: ${message}`, field);
 export const unauthenticated = (message = 'a valid bearer token is required', code = 'unauthenticated') => new LatchkeyError(401, code, message);
 export const denied = (message: string, code = 'forbidden', extra?: Record<string, unknown>) => new LatchkeyError(403, code, message, undefined, extra);
-export const notFound = (what: string, name: string, code = `${what}_not_found`) => new LatchkeyError(404, code, `${what} '${name}' was not found`);
+export const notFound = (what: string, name: string, code = `${what}_not_found`, field?: string) => new LatchkeyError(404, code, `${what} '${name}' was not found`, field);
 export const conflict = (message: string, code = 'conflict', field?: string) => new LatchkeyError(409, code, message, field);
 export const unavailable = (message: string, code = 'unavailable') => new LatchkeyError(503, code, message);
 

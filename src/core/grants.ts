@@ -6,7 +6,7 @@
  */
 import { newId } from '../crypto/tokens.js';
 import type { AuditInput } from './audit.js';
-import type { GrantRow, Store, VaultRow } from '../store/store.js';
+import { GRANT_PAGE, type GrantRow, type Store, type VaultRow } from '../store/store.js';
 import type { Core } from './core.js';
 import { denied, invalid, LatchkeyError, notFound } from './errors.js';
 import { checkSecretName } from './names.js';
@@ -137,8 +137,9 @@ export class Grants {
     const now = new Date().toISOString();
     let revoked = 0;
     for (const status of ['approved', 'pending']) {
-      // a page at a time (listGrants pages by 1000): each pass revokes what it lists
-      for (let page = await s.listGrants({ vaultId: vault.id, status, ...match }); page.length; page = await s.listGrants({ vaultId: vault.id, status, ...match })) {
+      // a page at a time: each pass revokes what it lists, so the next lists the rest
+      for (;;) {
+        const page = await s.listGrants({ vaultId: vault.id, status, ...match });
         let moved = 0;
         for (const g of page) {
           if (!(await s.transitionGrant(g.id, ['approved', 'pending'], { status: 'revoked', decided_by: actorOf(ctx.principal), decided_at: now, decision_reason: reason }))) continue;
@@ -147,7 +148,7 @@ export class Grants {
           moved++;
         }
         revoked += moved;
-        if (!moved) break;
+        if (page.length < GRANT_PAGE || !moved) break;
       }
     }
     return revoked;

@@ -129,6 +129,22 @@ function decodeCursor(c: string, field = 'cursor'): string {
   return s;
 }
 
+/** How putIn writes: PUT's check-and-set and metadata, a proposal's audit details and value field. */
+export interface PutOptions {
+  /** the expected current version (0 = must not exist) */
+  cas?: number;
+  /** a new secret's metadata; a new version takes it only with `patch` */
+  category?: Category;
+  description?: string | null;
+  /** JSON array text */
+  tags?: string;
+  patch?: boolean;
+  /** added to the audit event's details */
+  details?: Record<string, unknown>;
+  /** the request field holding the value, for errors */
+  field?: string;
+}
+
 export class Secrets {
   constructor(private readonly core: Core) {}
 
@@ -197,82 +213,59 @@ export class Secrets {
     const vault = await this.core.vaults.require(vaultName);
     checkSecretName(name, 'name');
     const value = checkValue(input.value);
-    if (input.cas !== undefined && (typeof input.cas !== 'number' || !Number.isInteger(input.cas) || input.cas < 0)) throw invalid('cas', 'must be a whole number (the expected current version; 0 = must not exist)');
+    const cas = input.cas;
+    if (cas !== undefined && (typeof cas !== 'number' || !Number.isInteger(cas) || cas < 0)) throw invalid('cas', 'must be a whole number (the expected current version; 0 = must not exist)');
     const category = input.category === undefined ? undefined : checkCategory(input.category);
     const description = input.description === undefined ? undefined : checkDescription(input.description);
     const tags = input.tags === undefined ? undefined : JSON.stringify(checkTags(input.tags));
     await this.core.authorize(ctx, 'secret.write', vault, name);
-    // without `cas`, a PUT that lost a race to create the secret adds a version instead (once)
+    // without `cas`, a PUT that lost a race to create the secret adds a version instead (twice at most)
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.putOnce(ctx, vault, name, value, input.cas, { category, description, tags });
+        return await this.core.write(ctx, (s, ev) => this.putIn(s, ctx, vault, name, value, ev, { cas, category, description, tags, patch: true }));
       } catch (err) {
-        if (!(err instanceof UniqueViolation) || input.cas !== undefined || attempt >= 2) {
-          if (err instanceof UniqueViolation) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
-          throw err;
-        }
+        if (!(err instanceof UniqueViolation)) throw err;
+        if (cas !== undefined || attempt >= 2) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
       }
     }
   }
 
-  private putOnce(ctx: OpContext, vault: VaultRow, name: string, value: string, cas: number | undefined, meta: { category?: Category; description?: string | null; tags?: string }): Promise<{ secret: SecretMeta; created: boolean }> {
-    const { category, description, tags } = meta;
-    const now = new Date().toISOString();
-    const by = actorOf(ctx.principal);
-    return this.core.write(ctx, async (s, ev) => {
-      const cur = await s.lockSecret(vault.id, name);
-      if (!cur) {
-        if (cas !== undefined && cas !== 0) throw conflict(`check-and-set failed: '${name}' does not exist (expected version ${cas})`, 'cas_mismatch', 'cas');
-        const row: SecretRow = {
-          id: newId(), vault_id: vault.id, name, category: category ?? 'custom', preset: null, description: description ?? null, tags: tags ?? '[]',
-          current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
-        };
-        await s.insertSecret(row);
-        await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(s, vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
-        ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category } });
-        return { secret: secretMeta(vault.name, row), created: true };
-      }
-      if (cas !== undefined && cas !== cur.current_version) {
-        throw conflict(`check-and-set failed: '${name}' is at version ${cur.current_version}, not ${cas}`, 'cas_mismatch', 'cas');
-      }
-      checkPresetValue(cur.preset, name, value);
-      const next = cur.current_version + 1;
-      await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
-      const patch = { updated_at: now, ...(category ? { category } : {}), ...(description !== undefined ? { description } : {}), ...(tags !== undefined ? { tags } : {}) };
-      if (!(await s.advanceSecret(cur.id, cur.current_version, next, patch))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
-      ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next } });
-      return { secret: secretMeta(vault.name, { ...cur, ...patch, current_version: next }), created: false };
-    });
-  }
-
   /**
-   * Inside a caller's transaction `s` (proposal approval): creates the secret or adds a version,
-   * sealed exactly as put() does, and pushes `secret.create` / `secret.update`. The caller has
-   * authorized and validated; a concurrent change raises 409 and rolls the whole transaction back.
+   * Inside a caller's transaction `s` (PUT, proposal approval): creates the secret or adds a
+   * version, and pushes `secret.create` / `secret.update`. The row is locked first, so concurrent
+   * changes queue. A new version of a preset's secret is format-checked; `patch` (PUT) also applies
+   * the metadata given, which otherwise only a new secret takes. The caller has authorized.
    */
-  async putIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, value: string, ev: AuditInput[], opts: { description?: string | null; details?: Record<string, unknown>; /** the request field holding the value, for errors */ field?: string } = {}): Promise<{ created: boolean; version: number }> {
+  async putIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, value: string, ev: AuditInput[], opts: PutOptions = {}): Promise<{ secret: SecretMeta; created: boolean }> {
     const details = opts.details ?? {};
     checkSecretName(name, 'name');
     checkValue(value);
+    const { cas } = opts;
     const now = new Date().toISOString();
     const by = actorOf(ctx.principal);
     const cur = await s.lockSecret(vault.id, name);
     if (!cur) {
+      if (cas !== undefined && cas !== 0) throw conflict(`check-and-set failed: '${name}' does not exist (expected version ${cas})`, 'cas_mismatch', 'cas');
       const row: SecretRow = {
-        id: newId(), vault_id: vault.id, name, category: 'custom', preset: null, description: opts.description ? checkDescription(opts.description) : null, tags: '[]',
-        current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
+        id: newId(), vault_id: vault.id, name, category: opts.category ?? 'custom', preset: null, description: opts.description ? checkDescription(opts.description) : null,
+        tags: opts.tags ?? '[]', current_version: 1, created_at: now, updated_at: now, last_rotated_at: null,
       };
       await s.insertSecret(row);
       await s.insertVersion({ secret_id: row.id, version: 1, ...(await this.sealFor(s, vault, row.id, 1, value)), created_at: now, created_by: by, rotated_at: null });
       ev.push({ action: 'secret.create', vault: vault.name, target: name, details: { version: 1, category: row.category, ...details } });
-      return { created: true, version: 1 };
+      return { secret: secretMeta(vault.name, row), created: true };
+    }
+    if (cas !== undefined && cas !== cur.current_version) {
+      throw conflict(`check-and-set failed: '${name}' is at version ${cur.current_version}, not ${cas}`, 'cas_mismatch', 'cas');
     }
     checkPresetValue(cur.preset, name, value, opts.field);
     const next = cur.current_version + 1;
     await s.insertVersion({ secret_id: cur.id, version: next, ...(await this.sealFor(s, vault, cur.id, next, value)), created_at: now, created_by: by, rotated_at: null });
-    if (!(await s.advanceSecret(cur.id, cur.current_version, next, { updated_at: now }))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
+    const { category, description, tags } = opts.patch ? opts : {};
+    const patch = { updated_at: now, ...(category ? { category } : {}), ...(description !== undefined ? { description } : {}), ...(tags !== undefined ? { tags } : {}) };
+    if (!(await s.advanceSecret(cur.id, cur.current_version, next, patch))) throw conflict(`'${name}' was changed concurrently; retry`, 'concurrent_update');
     ev.push({ action: 'secret.update', vault: vault.name, target: name, details: { version: next, ...details } });
-    return { created: false, version: next };
+    return { secret: secretMeta(vault.name, { ...cur, ...patch, current_version: next }), created: false };
   }
 
   /**
@@ -461,8 +454,7 @@ export class Secrets {
     const from = await this.core.vaults.require(vaultName);
     checkSecretName(name, 'name');
     if (typeof input.to !== 'string' || !input.to) throw invalid('to', 'is required: the vault to move the secret to');
-    const to = await this.core.store.getVault(input.to);
-    if (!to) throw new LatchkeyError(404, 'vault_not_found', `vault '${input.to}' was not found`, 'to');
+    const to = await this.core.vaults.require(input.to, 'to');
     if (to.id === from.id) throw invalid('to', `the secret is in vault '${from.name}' already`);
     // leaving one vault is a delete there, arriving is a write in the other
     await this.core.authorize(ctx, 'secret.delete', from, name);
@@ -470,41 +462,37 @@ export class Secrets {
     const now = new Date().toISOString();
     const exists = () => conflict(`secret '${name}' already exists in vault '${to.name}'`, 'secret_exists', 'to');
     try {
-      return await this.migrateIn(ctx, from, to, name, now, exists);
+      return await this.core.write(ctx, async (s, ev) => {
+        const cur = await s.lockSecret(from.id, name);
+        if (!cur) throw notFound('secret', name);
+        if (await s.lockSecret(to.id, name)) throw exists();
+        const row: SecretRow = { ...cur, id: newId(), vault_id: to.id, updated_at: now };
+        await s.insertSecret(row);
+        const versions = await s.listVersions(cur.id);
+        for (const meta of versions) {
+          const v = await s.getVersion(cur.id, meta.version);
+          if (!v) continue;
+          const plain = await this.open(from.id, v, s);
+          try {
+            const sealed = await this.sealFor(s, to, row.id, v.version, plain);
+            await s.insertVersion({ secret_id: row.id, version: v.version, ...sealed, created_at: v.created_at, created_by: v.created_by, rotated_at: v.rotated_at });
+          } finally {
+            plain.fill(0);
+          }
+        }
+        await s.deleteSecret(cur.id);
+        // one event in each vault's log: its admins read their own vault's events only
+        for (const [vault, side] of [[from.name, 'out'], [to.name, 'in']] as const) {
+          ev.push({ action: 'secret.migrate', vault, target: name, details: { from: from.name, to: to.name, side, versions: versions.length, version: cur.current_version } });
+        }
+        const revoked = await this.revokeGrantsIfGone(s, ctx, from, name, 'secret migrated', ev);
+        return { ...secretMeta(to.name, row), from: from.name, versions: versions.length, revoked_grants: revoked };
+      });
     } catch (err) {
       // created in the target meanwhile (no row to lock there before)
       if (err instanceof UniqueViolation) throw exists();
       throw err;
     }
-  }
-
-  private migrateIn(ctx: OpContext, from: VaultRow, to: VaultRow, name: string, now: string, exists: () => LatchkeyError) {
-    return this.core.write(ctx, async (s, ev) => {
-      const cur = await s.lockSecret(from.id, name);
-      if (!cur) throw notFound('secret', name);
-      if (await s.lockSecret(to.id, name)) throw exists();
-      const row: SecretRow = { ...cur, id: newId(), vault_id: to.id, updated_at: now };
-      await s.insertSecret(row);
-      const versions = await s.listVersions(cur.id);
-      for (const meta of versions) {
-        const v = await s.getVersion(cur.id, meta.version);
-        if (!v) continue;
-        const plain = await this.open(from.id, v, s);
-        try {
-          const sealed = await this.sealFor(s, to, row.id, v.version, plain);
-          await s.insertVersion({ secret_id: row.id, version: v.version, ...sealed, created_at: v.created_at, created_by: v.created_by, rotated_at: v.rotated_at });
-        } finally {
-          plain.fill(0);
-        }
-      }
-      await s.deleteSecret(cur.id);
-      // one event in each vault's log: its admins read their own vault's events only
-      for (const [vault, side] of [[from.name, 'out'], [to.name, 'in']] as const) {
-        ev.push({ action: 'secret.migrate', vault, target: name, details: { from: from.name, to: to.name, side, versions: versions.length, version: cur.current_version } });
-      }
-      const revoked = await this.revokeGrantsIfGone(s, ctx, from, name, 'secret migrated', ev);
-      return { ...secretMeta(to.name, row), from: from.name, versions: versions.length, revoked_grants: revoked };
-    });
   }
 
   /** Makes a new version holding the value of an old one. */

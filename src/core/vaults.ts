@@ -43,9 +43,10 @@ export interface VaultInput {
 export class Vaults {
   constructor(private readonly core: Core) {}
 
-  async require(name: string): Promise<VaultRow> {
+  /** The vault of that name, or 404 (naming the request `field` that held the name, when given). */
+  async require(name: string, field?: string): Promise<VaultRow> {
     const v = await this.core.store.getVault(name);
-    if (!v) throw notFound('vault', name);
+    if (!v) throw notFound('vault', name, undefined, field);
     return v;
   }
 

@@ -51,15 +51,15 @@ function target(req: IncomingMessage, ip: string, responseHeaders?: Readonly<Rec
 
 const BAD_PATH = new ProxyError(404, 'proxy_path', 'a base-URL proxy path is /proxy/<vault>/<service>/<path>', 'set your SDK\'s base URL to http://<latchkey>/proxy/<vault>/<service> (plus the API\'s own prefix, like /v1)');
 
-/**
- * Serves one base-URL request on the raw request and response. `headers`: the control plane's
- * security headers, set on every response it gives, proxied ones included.
- */
 /** The security headers as the response-header object every base-URL answer starts from. */
 function headerObject(headers: ReadonlyArray<readonly [string, string]>): Readonly<Record<string, string>> {
   return Object.freeze(Object.fromEntries(headers.map(([k, v]) => [k.toLowerCase(), v])));
 }
 
+/**
+ * Serves one base-URL request on the raw request and response. `headers`: the control plane's
+ * security headers, set on every response it gives, proxied ones included.
+ */
 export function baseUrlHandler(pipeline: ProxyPipeline, headers: ReadonlyArray<readonly [string, string]>) {
   const responseHeaders = headerObject(headers);
   return (req: IncomingMessage, res: ServerResponse, ip = req.socket.remoteAddress ?? ''): Promise<void> => {

@@ -312,7 +312,7 @@ export class ForwardProxy {
     socket.once('close', () => up.destroy());
     up.once('close', () => socket.destroy());
     // revocation reaches the open tunnel too (checked again every second)
-    const unwatch = this.opts.pipeline.watch({ destroy: () => { up.destroy(); socket.destroy(); } }, () => this.opts.pipeline.passthroughStillAllowed(creds.token, creds.vault));
+    const unwatch = this.opts.pipeline.watch({ destroy: () => { up.destroy(); socket.destroy(); } }, () => this.opts.pipeline.stillAllowed({ ...creds, mode: 'forward' }, null));
     up.once('close', unwatch);
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length) up.write(head);

@@ -697,10 +697,20 @@ export class ProxyPipeline {
     }
   }
 
-  /** A blind passthrough tunnel may stay open while its token works and its vault still allows passthrough. */
-  async passthroughStillAllowed(token: string | null, vault: string): Promise<void> {
-    const caller = await this.authenticate(token, vault, 'forward');
-    if (caller.vault.passthrough !== 1) throw new ProxyError(403, 'no_service', `vault ${caller.vault.name} no longer allows blind passthrough`);
+  /**
+   * Whether an open connection may go on (the check `watch` repeats): its token still works, and
+   * with a service, that service is still enabled and granted; without one (a blind tunnel), the
+   * vault still allows passthrough. Throws the refusal a new request would get.
+   */
+  async stillAllowed(t: Pick<ProxyTarget, 'token' | 'vault' | 'mode' | 'service'>, service: ServiceConfig | null): Promise<void> {
+    const caller = await this.authenticate(t.token, t.vault, t.mode, t.service ?? null);
+    if (!service) {
+      if (caller.vault.passthrough !== 1) throw new ProxyError(403, 'no_service', `vault ${caller.vault.name} no longer allows blind passthrough`);
+      return;
+    }
+    const fresh = await this.access.freshService(caller, service.name);
+    if (!fresh || !fresh.config.enabled) throw disabledService(service, caller.vault.name);
+    await this.access.requireUseGrant(caller, fresh.config, fresh.grantId);
   }
 
   /** WebSocket / Upgrade pass-through after the same checks (frames are not redacted). */
@@ -746,18 +756,7 @@ export class ProxyPipeline {
     if (head.length) upSock.write(head);
     const conn = { destroy: () => { upSock.destroy(); socket.destroy(); } };
     this.open.add(conn);
-    const service = p.service;
-    const unwatch = this.watch(conn, async () => {
-      const caller = await this.authenticate(t.token, t.vault, t.mode, t.service ?? null);
-      if (!service) {
-        if (caller.vault.passthrough !== 1) throw new ProxyError(403, 'no_service', 'blind passthrough was turned off');
-        return;
-      }
-      // the service as stored now: deleted or disabled cuts too, as it refuses new requests
-      const fresh = await this.access.freshService(caller, service.name);
-      if (!fresh || !fresh.config.enabled) throw disabledService(service, caller.vault.name);
-      await this.access.requireUseGrant(caller, fresh.config, fresh.grantId);
-    });
+    const unwatch = this.watch(conn, () => this.stillAllowed(t, p.service));
     upSock.on('error', () => socket.destroy());
     socket.on('error', () => upSock.destroy());
     upSock.pipe(socket);

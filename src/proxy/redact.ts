@@ -55,7 +55,8 @@ export function needlesFor(values: Iterable<string>, extra: Iterable<string> = [
     add(json.replace(/\//g, '\\/')); // JSON writers that escape '/' (PHP)
     // JSON writers that escape every non-ASCII character (Python's json.dumps)
     add(json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
-    add(bytes.toString('base64').replace(/=+$/, ''), MIN_ENCODED);
+    // the first alignment's letters are the value's own base64, less a last letter that also
+    // holds the bits of whatever follows (so it matches wherever that base64 does)
     for (const core of base64Cores(bytes)) {
       add(core, MIN_ENCODED);
       add(core.replace(/\+/g, '-').replace(/\//g, '_'), MIN_ENCODED); // base64url

@@ -190,7 +190,7 @@ export function zodValidatorCompiler({ schema, httpPart }: { schema: unknown; ht
       case 'too_small': msg = `is too small (at least ${(issue as { minimum: number | bigint }).minimum})`; break;
       case 'invalid_value': msg = `must be one of ${((issue as { values: unknown[] }).values ?? []).map(String).join(', ')}`; break;
       case 'invalid_key': msg = 'holds a key that is not valid (too long, or not a name)'; break;
-      case 'invalid_format': msg = [DIGITS.source, String(DIGITS)].includes((issue as { pattern?: string }).pattern ?? '') ? 'must be a whole number' : 'has the wrong format'; break;
+      case 'invalid_format': msg = (issue as { pattern?: string }).pattern === String(DIGITS) ? 'must be a whole number' : 'has the wrong format'; break;
       default: msg = 'is not valid';
     }
     if (!field) field = httpPart === 'body' ? 'body' : where;

@@ -55,7 +55,9 @@ function checkPublicUrl(v: string | undefined): string | null {
     throw new StartupError(`the public URL ${JSON.stringify(v.slice(0, 100))} is not a URL (LATCHKEY_PUBLIC_URL / --public-url: like https://vault.example.com)`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new StartupError('the public URL must be http:// or https://');
-  return u.toString().replace(/\/$/, '');
+  // a base for relative paths: always ending in '/', so a path prefix (https://h/latchkey/) stays
+  const base = u.toString();
+  return base.endsWith('/') ? base : `${base}/`;
 }
 
 export interface RunningServer {
@@ -129,7 +131,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const url = `${https ? 'https' : 'http'}://${host}:${port}`;
     // the listening address is a usable default unless it is the unspecified one (0.0.0.0, ::): then
     // approval URLs stay relative, and the CLI resolves them against the address it called
-    if (!publicUrl && !['0.0.0.0', '::', '[::]', ''].includes(opts.host)) publicUrl = url;
+    if (!publicUrl && !['0.0.0.0', '::', '[::]', ''].includes(opts.host)) publicUrl = `${url}/`;
     let closed = false;
     let pruneTimer: NodeJS.Timeout | null = null;
     if (opts.auditRetentionDays && opts.auditRetentionDays > 0) {

@@ -11,7 +11,7 @@ import type {
   AuditHead, AuditQuery, AuditRow, KeyRow, SecretListQuery, SecretRow, SecretWithCurrent, Store, TokenRow,
   UserRow, VaultRow, VersionRow,
 } from './store.js';
-import { AuditHeadMissing, TransactionConflict, UniqueViolation } from './store.js';
+import { AuditHeadMissing, GRANT_PAGE, TransactionConflict, UniqueViolation } from './store.js';
 import { classify, type ReadCache, type StatementKind } from './read-cache.js';
 
 type Exec = Kysely<DB> | Transaction<DB>;
@@ -233,10 +233,17 @@ export class KyselyStore implements Store {
     return r?.value ?? null;
   }
 
+  /**
+   * `q` with the rows it selects locked until commit: PostgreSQL `FOR UPDATE`; SQLite's writer is
+   * one connection whose transactions never interleave. `what` names a caller that needs a transaction.
+   */
+  private forUpdate<Q extends { forUpdate(): Q }>(q: Q, what?: string): Q {
+    if (what && !this.inTx) throw new Error(`${what} needs a transaction`);
+    return this.backend === 'postgres' ? q.forUpdate() : q;
+  }
+
   async lockMeta(key: string): Promise<string | null> {
-    if (!this.inTx) throw new Error('lockMeta needs a transaction');
-    const q = this.db.selectFrom('meta').select('value').where('key', '=', key);
-    return (await (this.backend === 'postgres' ? q.forUpdate() : q).executeTakeFirst())?.value ?? null;
+    return (await this.forUpdate(this.db.selectFrom('meta').select('value').where('key', '=', key), 'lockMeta').executeTakeFirst())?.value ?? null;
   }
 
   async setMeta(key: string, value: string): Promise<void> {
@@ -288,8 +295,7 @@ export class KyselyStore implements Store {
 
   async deleteVault(id: string): Promise<{ secrets: number; deleted: boolean }> {
     // the vault row locked first: a concurrent delete of the same vault waits here, then finds nothing
-    const lock = this.db.selectFrom('vaults').select('id').where('id', '=', id);
-    if (!(await (this.backend === 'postgres' ? lock.forUpdate() : lock).executeTakeFirst())) return { secrets: 0, deleted: false };
+    if (!(await this.forUpdate(this.db.selectFrom('vaults').select('id').where('id', '=', id)).executeTakeFirst())) return { secrets: 0, deleted: false };
     const ids = this.db.selectFrom('secrets').select('id').where('vault_id', '=', id);
     await this.db.deleteFrom('secret_versions').where('secret_id', 'in', ids).execute();
     const r = await this.db.deleteFrom('secrets').where('vault_id', '=', id).executeTakeFirst();
@@ -304,9 +310,7 @@ export class KyselyStore implements Store {
   }
 
   async lockSecret(vaultId: string, name: string): Promise<SecretRow | null> {
-    if (!this.inTx) throw new Error('lockSecret needs a transaction');
-    const q = this.db.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name);
-    return (await (this.backend === 'postgres' ? q.forUpdate() : q).executeTakeFirst()) ?? null;
+    return (await this.forUpdate(this.db.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name), 'lockSecret').executeTakeFirst()) ?? null;
   }
 
   async getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null> {
@@ -447,10 +451,7 @@ export class KyselyStore implements Store {
   // ---- audit
 
   async lockAuditHead(): Promise<AuditHead> {
-    const head = await this.hot('w', 'lockAuditHead', [1], () => {
-      const q = this.db.selectFrom('audit_head').selectAll().where('id', '=', 1);
-      return this.backend === 'postgres' ? q.forUpdate() : q;
-    });
+    const head = await this.hot('w', 'lockAuditHead', [1], () => this.forUpdate(this.db.selectFrom('audit_head').selectAll().where('id', '=', 1)));
     if (!head) throw new AuditHeadMissing();
     return head;
   }
@@ -696,9 +697,7 @@ export class KyselyStore implements Store {
   }
 
   async lockMember(vaultId: string, kind: string, memberId: string): Promise<string | null> {
-    if (!this.inTx) throw new Error('lockMember needs a transaction');
-    const q = this.db.selectFrom('vault_members').select('role').where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId);
-    return (await (this.backend === 'postgres' ? q.forUpdate() : q).executeTakeFirst())?.role ?? null;
+    return (await this.forUpdate(this.db.selectFrom('vault_members').select('role').where('vault_id', '=', vaultId).where('kind', '=', kind).where('member_id', '=', memberId), 'lockMember').executeTakeFirst())?.role ?? null;
   }
 
   listMembers(vaultId: string): Promise<MemberRow[]> {
@@ -726,7 +725,7 @@ export class KyselyStore implements Store {
     if (filter.status) q = q.where('status', '=', filter.status);
     if (filter.kind) q = q.where('kind', '=', filter.kind);
     if (filter.target) q = q.where('target', '=', filter.target);
-    return q.orderBy('created_at', 'desc').limit(1000).execute();
+    return q.orderBy('created_at', 'desc').limit(GRANT_PAGE).execute();
   }
 
   async transitionGrant(id: string, from: string[], patch: Partial<GrantRow>): Promise<boolean> {

@@ -243,6 +243,9 @@ export class TransactionConflict extends Error {
 
 /** Thrown by the store for a unique-constraint violation, so core can answer 409 on both backends. */
 /** The audit chain's head row is gone (the database was altered by hand): `audit verify` reports it. */
+/** listGrants returns at most this many rows. */
+export const GRANT_PAGE = 1000;
+
 export class AuditHeadMissing extends Error {
   constructor() {
     super('the audit chain head row is missing');

@@ -30,7 +30,7 @@ const BODY_LIMIT = 4 * 1024 * 1024;
 
 type P = { vault: string; id: string };
 
-/** `publicUrl`: the address people reach the console at; the approval URL is absolute under it. */
+/** `publicUrl`: the address people reach the console at (ending in '/'); the approval URL is absolute under it. */
 export function proposalRoutes(core: Core, publicUrl: () => string | null = () => null) {
   return async (app: App) => {
     app.get('/v1/vaults/:vault/proposals', { schema: { summary: 'Proposals of a vault (agents see their own); ?status=pending|approved|rejected|expired', tags: ['proposals'], params: vaultParam, querystring: listQuery } },
@@ -43,8 +43,8 @@ export function proposalRoutes(core: Core, publicUrl: () => string | null = () =
       reply.code(201);
       const created = await core.proposals.create(req.ctx, req.params.vault, req.body);
       const base = publicUrl();
-      // under the public URL's path too (https://example.com/latchkey/approve?…)
-      return base ? { ...created, approval_url: new URL(created.approval_url.replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`).toString() } : created;
+      // under the public URL's path too (https://example.com/latchkey/approve?…): `base` ends in '/'
+      return base ? { ...created, approval_url: new URL(created.approval_url.replace(/^\//, ''), base).toString() } : created;
     });
 
     app.get('/v1/vaults/:vault/proposals/:id', { schema: { summary: 'One proposal: services with their diff, slots, new-host warnings (never a value)', tags: ['proposals'], params: proposalP } },
