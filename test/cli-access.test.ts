@@ -160,6 +160,49 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
     expect(json(await bob(['whoami', '--json']))).toMatchObject({ kind: 'user', email: 'bob@example.com', role: 'member' });
   });
 
+  it('login on a terminal asks for the email and, without echo, the password; without one it says what to give', async () => {
+    // a real pseudo-terminal: util-linux `script` runs the CLI on one and relays our answers
+    const terminalLogin = (config: string, answers: Array<[RegExp, string]>) => new Promise<Result>((res, rej) => {
+      const cmd = [process.execPath, BIN, 'login'].map((a) => `'${a}'`).join(' ');
+      const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...base, LATCHKEY_CONFIG: config, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let next = 0;
+      child.stdout.setEncoding('utf8').on('data', (d) => {
+        stdout += d;
+        const a = answers[next];
+        if (a && a[0].test(stdout)) {
+          next++;
+          child.stdin.write(`${a[1]}\r`);
+        }
+      });
+      child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+      child.on('error', rej);
+      child.on('close', (code) => res({ code, stdout, stderr }));
+    });
+    const config = join(home, 'bob-terminal', 'config.json');
+    const r = await terminalLogin(config, [[/Email: $/, 'bob@example.com'], [/Password: $/, 'bob password 1234']]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('bob@example.com'); // the email is echoed
+    expect(r.stdout).not.toContain('bob password 1234'); // the password never is
+    expect(r.stdout).toContain(`logged in as bob@example.com; API token 'cli' saved in ${config}`);
+    expect(JSON.parse(readFileSync(config, 'utf8')).token).toMatch(/^lk_pat_/);
+
+    // a wrong password typed on the terminal: denied, nothing saved
+    const badConfig = join(home, 'bob-terminal-bad', 'config.json');
+    const bad = await terminalLogin(badConfig, [[/Email: $/, 'bob@example.com'], [/Password: $/, 'not his password']]);
+    expect(bad.code, bad.stdout).toBe(4);
+    expect(existsSync(badConfig)).toBe(false);
+
+    // no terminal and no flags: a usage error naming what to give
+    const piped = await bob(['login']);
+    expectFailure(piped, 2);
+    expect(piped.stderr).toContain('--email');
+    const noPassword = await bob(['login', '--email', 'bob@example.com']);
+    expectFailure(noPassword, 2);
+    expect(noPassword.stderr).toContain('--password-stdin');
+  });
+
   it('three agents: one per vault, one in both; tokens printed once', async () => {
     const specs = [['a1', ['default']], ['a2', ['team']], ['a3', ['default', 'team']]] as const;
     const created = await Promise.all(specs.map(([name, vaults]) => owner(['agent', 'create', name, ...vaults.flatMap((v) => ['--vault', v]), '--json'])));

@@ -124,6 +124,49 @@ export async function readStdin(what = 'the value'): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
+/** True when the CLI can ask its user questions: stdin and stderr are a terminal. */
+export function interactive(): boolean {
+  return !!process.stdin.isTTY && !!process.stderr.isTTY;
+}
+
+/**
+ * Asks one question on the terminal (stderr) and reads one line from it. `hidden`: nothing is
+ * echoed (raw mode; Backspace edits, Ctrl-C and Ctrl-D on an empty line give up). Only when
+ * `interactive()`; the caller decides what to do otherwise.
+ */
+export function prompt(question: string, opts: { hidden?: boolean } = {}): Promise<string> {
+  const input = process.stdin;
+  return new Promise((resolve, reject) => {
+    let value = '';
+    const raw = !!opts.hidden && typeof input.setRawMode === 'function';
+    const finish = (err: Error | null) => {
+      input.removeListener('data', onData);
+      input.removeListener('end', onEnd);
+      if (raw) input.setRawMode(false);
+      input.pause();
+      if (raw) process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const onEnd = () => finish(usage(`${question.replace(/[:\s]+$/, '').toLowerCase()}: no answer (the input ended)`));
+    const onData = (chunk: string) => {
+      for (const ch of chunk) {
+        if (ch === '\r' || ch === '\n') return finish(null);
+        if (ch === '\u0003') return finish(new CliError('interrupted', EXIT.error));
+        if (ch === '\u0004') return value ? finish(null) : onEnd();
+        if (ch === '\u007f' || ch === '\b') value = Array.from(value).slice(0, -1).join('');
+        else if (ch >= ' ') value += ch;
+      }
+    };
+    process.stderr.write(question);
+    if (raw) input.setRawMode(true);
+    input.setEncoding('utf8');
+    input.on('data', onData);
+    input.on('end', onEnd);
+    input.resume();
+  });
+}
+
 // ---------------------------------------------------------------- argument parsers (commander)
 
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { LatchkeyClient } from '../client/index.js';
 import { readCliConfig, resolveAddr, writeCliConfig } from './config.js';
-import { CliError, clientFor, EXIT, globals, info, out, printJson, readStdin, usage } from './output.js';
+import { CliError, clientFor, EXIT, globals, info, interactive, out, printJson, prompt, readStdin, usage } from './output.js';
 
 export function statusCommand(program: Command, _setCode: (c: number) => void): void {
   program
@@ -45,23 +45,32 @@ export function whoamiCommand(program: Command, _setCode: (c: number) => void): 
 export function loginCommand(program: Command, _setCode: (c: number) => void): void {
   program
     .command('login')
-    .description('log in with email and password; saves a new API token for this CLI')
-    .requiredOption('--email <email>', 'your email')
-    .option('--password-stdin', 'read the password from stdin')
+    .description('log in with email and password (asked for on a terminal); saves a new API token for this CLI')
+    .option('--email <email>', 'your email (asked for when not given, on a terminal)')
+    .option('--password-stdin', 'read the password from stdin (otherwise asked for, without echo, on a terminal)')
     .option('--token-name <name>', 'a name for the API token', 'cli')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { email: string; passwordStdin?: boolean; tokenName: string; json?: boolean }, cmd: Command) => {
-      if (!opts.passwordStdin) throw usage('give the password on stdin with --password-stdin');
-      const password = await readStdin('the password');
+    .action(async (opts: { email?: string; passwordStdin?: boolean; tokenName: string; json?: boolean }, cmd: Command) => {
+      const ask = !opts.passwordStdin && interactive();
+      let email = opts.email;
+      if (email === undefined) {
+        if (!ask) throw usage('--email: is required (give --email and --password-stdin, or run it in a terminal to be asked)');
+        email = (await prompt('Email: ')).trim();
+      }
+      if (!email) throw usage('email: is required');
+      let password: string;
+      if (opts.passwordStdin) password = await readStdin('the password');
+      else if (ask) password = await prompt('Password: ', { hidden: true });
+      else throw usage('give the password on stdin with --password-stdin (or run it in a terminal to be asked)');
       if (!password) throw usage('password: is required');
       const addr = resolveAddr(globals(cmd).addr, process.env, readCliConfig());
       const anon = new LatchkeyClient({ addr });
-      const login = await anon.login(opts.email, password);
+      const login = await anon.login(email, password);
       if (!login.cookie) throw new CliError('the server did not return a session', EXIT.error);
       const token = await new LatchkeyClient({ addr, cookie: login.cookie }).createToken(opts.tokenName);
       const path = writeCliConfig({ token: token.token, addr });
-      if (opts.json) return printJson({ email: opts.email, token_id: token.id, addr, config: path });
-      out(`logged in as ${opts.email}; API token '${token.name}' saved in ${path}`);
+      if (opts.json) return printJson({ email, token_id: token.id, addr, config: path });
+      out(`logged in as ${email}; API token '${token.name}' saved in ${path}`);
       if (process.env.LATCHKEY_TOKEN) info('note: LATCHKEY_TOKEN is set and takes precedence over the saved token');
     });
 }
