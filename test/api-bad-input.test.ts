@@ -27,7 +27,7 @@ import { describeBackends, type BackendContext } from './helpers/backends.js';
 
 const MASTER = '3c'.repeat(32);
 
-interface Res { status: number; type: string; text: string; json: any }
+interface Res { status: number; type: string; allow: string | null; text: string; json: any }
 
 /** A dump of every table, rows as JSON text, sorted: equal dumps mean nothing was written. */
 async function openDump(ctx: BackendContext): Promise<{ dump(): Promise<Record<string, string[]>>; close(): Promise<void> }> {
@@ -82,7 +82,7 @@ describeBackends('API bad input', (ctx) => {
     let json: any = null;
     try { json = text ? JSON.parse(text) : null; } catch { /* not JSON: asserted by the caller */ }
     if (res.status >= 500) seen500.push(`${method} ${path} -> ${res.status} ${text.slice(0, 200)}`);
-    return { status: res.status, type: res.headers.get('content-type') ?? '', text, json };
+    return { status: res.status, type: res.headers.get('content-type') ?? '', allow: res.headers.get('allow'), text, json };
   }
 
   /** The refusal has the status, the problem+json shape, the stable code and (when given) the field. */
@@ -147,8 +147,14 @@ describeBackends('API bad input', (ctx) => {
     expect((await call('GET', '/v1/health', { token: null })).status).toBe(200);
     await refused(400, 'validation_failed', 'verbose', 'GET', '/v1/status?verbose=1');
     await refused(404, 'route_not_found', null, 'GET', '/v1/nothing-here');
-    await refused(404, 'route_not_found', null, 'POST', '/v1/health', { body: {} });
-    await refused(404, 'route_not_found', null, 'PUT', '/v1/vaults/default/rotate-all', { body: {} });
+    // a known path with another method: 405 naming the methods it has (Allow), not a 404
+    expect((await refused(405, 'method_not_allowed', null, 'POST', '/v1/health', { body: {} })).allow).toBe('GET, HEAD');
+    expect((await refused(405, 'method_not_allowed', null, 'PUT', '/v1/vaults/default/rotate-all', { body: {} })).allow).toBe('POST');
+    expect((await refused(405, 'method_not_allowed', null, 'PATCH', '/v1/vaults/default/secrets/EXISTING', { body: {} })).allow).toBe('DELETE, GET, HEAD, PUT');
+    expect((await refused(404, 'route_not_found', null, 'DELETE', '/v1/vaults/default/secrets/EXISTING/nothing')).allow).toBeNull();
+    // an unknown method on a known path, and a known path without a token: still authenticated first
+    expect((await call('POST', '/v1/vaults/default/rotate-all', { token: null })).status).toBe(401);
+    expect((await call('DELETE', '/v1/status', { token: null })).status).toBe(401);
   });
 
   it('body syntax: malformed JSON, wrong content types, reserved keys, deep nesting, over the body limit', async () => {

@@ -7,6 +7,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from 'node:https';
 import { z } from 'zod';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import FindMyWay from 'find-my-way';
 import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
 import { refusedOwner } from '../core/auth.js';
@@ -106,7 +107,16 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   // the OpenAPI document says which routes need no token (health, login, the CA, approval links)
   // and every /v1 route that takes no query parameters refuses unknown ones (a misspelt filter must
   // not silently list everything: `/v1/agents?status=revoked`)
+  // every API route's methods, so a known path asked with another method is a 405 with Allow
+  const apiMethods = new Map<string, ReturnType<typeof FindMyWay>>();
   app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/v1/')) {
+      for (const m of [route.method].flat()) {
+        let r = apiMethods.get(m);
+        if (!r) apiMethods.set(m, (r = FindMyWay()));
+        r.on('GET', route.url, () => undefined);
+      }
+    }
     if (route.config?.public) route.schema = { ...(route.schema ?? {}), security: [] } as typeof route.schema;
     else if (route.url.startsWith('/v1/') && !route.schema?.querystring) route.schema = { ...(route.schema ?? {}), querystring: z.strictObject({}) } as typeof route.schema;
   });
@@ -174,7 +184,15 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     return sendProblem(reply, p);
   });
 
-  app.setNotFoundHandler((req, reply) => sendProblem(reply, problem(404, 'route_not_found', `no route ${req.method} ${req.url.split('?')[0]}`, req.id)));
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    const allow = path.startsWith('/v1/') ? [...apiMethods].filter(([, r]) => r.find('GET', path)).map(([m]) => m) : [];
+    if (allow.length) {
+      reply.header('Allow', allow.sort().join(', '));
+      return sendProblem(reply, problem(405, 'method_not_allowed', `${req.method} is not allowed on ${path}; allowed: ${allow.join(', ')}`, req.id));
+    }
+    return sendProblem(reply, problem(404, 'route_not_found', `no route ${req.method} ${path}`, req.id));
+  });
 
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
