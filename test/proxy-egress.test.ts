@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classifyAddress, EgressDeniedError, EgressGuard, parseCidr, parseEgressAllow, parseIp, inCidr, type ResolvedAddress } from '../src/proxy/egress.js';
+import { classifyAddress, EgressDeniedError, EgressGuard, parseCidr, parseEgressAllow, parseIp, inCidr, type ResolvedAddress, type Resolver } from '../src/proxy/egress.js';
 import { ProxyError, ProxyPipeline, type ProxyTarget } from '../src/proxy/pipeline.js';
 import { startServer, type RunningServer } from '../src/server/start.js';
 import { describeBackends } from './helpers/backends.js';
@@ -93,6 +93,21 @@ describe('the guard', () => {
     await expect(g.resolve('169.254.169.254')).rejects.toThrow(/metadata/);
     await expect(g.resolve('meta.corp.example')).rejects.toThrow(/metadata/);
     await expect(g.resolve('[::ffff:169.254.169.254]')).rejects.toThrow(/metadata/);
+  });
+
+  it('localhost is loopback without DNS: admitted by the loopback addresses the list covers, or by its name', async () => {
+    const never: Resolver = async () => {
+      throw new Error('localhost must not be resolved through DNS');
+    };
+    // 127.0.0.1/32 admits localhost as it admits 127.0.0.1, but only that address (not ::1)
+    expect(await new EgressGuard('127.0.0.1/32', never).resolve('localhost')).toEqual([{ address: '127.0.0.1', family: 4 }]);
+    expect(await new EgressGuard('127.0.0.0/8,::1/128', never).resolve('api.localhost')).toEqual([{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }]);
+    expect(await new EgressGuard('::1', never).resolve('LOCALHOST.')).toEqual([{ address: '::1', family: 6 }]);
+    expect((await new EgressGuard('localhost', never).resolve('localhost')).map((a) => a.address)).toEqual(['127.0.0.1', '::1']);
+    // a list that covers no loopback address, or another name: refused, saying how to allow it
+    for (const allow of ['', '10.0.0.0/8', 'api.localhost', '127.0.0.2/32']) {
+      await expect(new EgressGuard(allow, never).resolve('localhost'), allow).rejects.toThrow(/localhost is loopback.*LATCHKEY_EGRESS_ALLOW/);
+    }
   });
 });
 

@@ -208,6 +208,9 @@ export function parseEgressAllow(text: string | undefined | null): EgressPolicy 
   return p;
 }
 
+/** What `localhost` and `*.localhost` stand for (RFC 6761), in the order they are dialed. */
+const LOOPBACK: readonly ResolvedAddress[] = [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }];
+
 export class EgressGuard {
   readonly policy: EgressPolicy;
 
@@ -220,6 +223,10 @@ export class EgressGuard {
     return this.policy.suffixes.some((s) => host.endsWith(s) && host.length > s.length);
   }
 
+  private cidrAllows(ip: Uint8Array): boolean {
+    return this.policy.cidrs.some((c) => inCidr(ip, c) || (ip.length === 16 && !!embeddedV4(ip) && inCidr(embeddedV4(ip)!, c)));
+  }
+
   /** Throws EgressDeniedError unless the address may be dialed for `host`. */
   checkAddress(host: string, address: string, nameAllowed = false): void {
     const ip = parseIp(address);
@@ -227,8 +234,7 @@ export class EgressGuard {
     const { cls, range } = classifyAddress(ip);
     if (cls === 'public') return;
     if (cls === 'metadata') throw new EgressDeniedError(host, address, `it is a cloud metadata address (${range}), never reachable through the proxy`);
-    if (nameAllowed) return;
-    if (this.policy.cidrs.some((c) => inCidr(ip, c) || (ip.length === 16 && embeddedV4(ip) && inCidr(embeddedV4(ip)!, c)))) return;
+    if (nameAllowed || this.cidrAllows(ip)) return;
     throw new EgressDeniedError(host, address, `it is a private, loopback, link-local or reserved address (${range}); LATCHKEY_EGRESS_ALLOW can allow it`);
   }
 
@@ -247,7 +253,12 @@ export class EgressGuard {
     }
     if (METADATA_NAMES.has(host)) throw new EgressDeniedError(host, null, 'it is a cloud metadata host name');
     if (host === 'localhost' || host.endsWith('.localhost')) {
-      if (!this.hostAllowed(host)) throw new EgressDeniedError(host, null, 'localhost is loopback; LATCHKEY_EGRESS_ALLOW can allow it');
+      // RFC 6761: loopback, never asked of DNS; allowed by its name or by the loopback addresses
+      // the allow list covers (127.0.0.1/32 admits `localhost` as it admits `127.0.0.1`)
+      const named = this.hostAllowed(host);
+      const loop = LOOPBACK.filter((a) => named || this.cidrAllows(parseIp(a.address)!));
+      if (!loop.length) throw new EgressDeniedError(host, null, 'localhost is loopback (127.0.0.1, ::1); LATCHKEY_EGRESS_ALLOW can allow it (the name, or 127.0.0.1/32)');
+      return loop.map((a) => ({ ...a }));
     }
     let addrs: ResolvedAddress[];
     try {
