@@ -8,6 +8,8 @@ import type { Core } from '../src/core/core.js';
 import { LatchkeyError } from '../src/core/errors.js';
 import type { OpContext } from '../src/core/principal.js';
 import { mintToken } from '../src/crypto/tokens.js';
+import { blobKekVersion } from '../src/crypto/keyring.js';
+import { InstanceCa } from '../src/proxy/ca.js';
 import { describeBackends } from './helpers/backends.js';
 
 const MASTER = '5a'.repeat(32);
@@ -310,6 +312,54 @@ describeBackends('core.proposals', (ctx) => {
     expect((await core.store.getProposal(r.id))?.status).toBe('expired');
     expect(await core.store.getSecret(await vaultId(), key)).toBeNull();
     expect((await core.proposals.list(owner, 'default', { status: 'expired' })).map((p) => p.id)).toContain(r.id);
+  });
+
+  it('a decided or expired proposal keeps no sealed values; the periodic sweep marks the expired', async () => {
+    const sealedOf = async (id: string) => (await core.store.getProposal(id))!.sealed_values;
+    const approved = await core.proposals.create(agent, 'default', { credentials: [{ action: 'set', key: uniq('DROP_A_'), value: 'agent-value-approved' }] });
+    const rejected = await core.proposals.create(agent, 'default', { credentials: [{ action: 'set', key: uniq('DROP_R_'), value: 'agent-value-rejected' }] });
+    const expiring = await core.proposals.create(agent, 'default', { credentials: [{ action: 'set', key: uniq('DROP_E_'), value: 'agent-value-expired' }] });
+    const staying = await core.proposals.create(agent, 'default', { credentials: [{ action: 'set', key: uniq('DROP_S_'), value: 'agent-value-pending' }] });
+    for (const r of [approved, rejected, expiring, staying]) expect(await sealedOf(r.id)).toBeTruthy();
+    await core.proposals.approve(owner, 'default', approved.id, {});
+    await core.proposals.reject(owner, 'default', rejected.id, {});
+    expect(await sealedOf(approved.id)).toBeNull();
+    expect(await sealedOf(rejected.id)).toBeNull();
+    await core.store.transitionProposal(expiring.id, { status: 'pending', expires_at: new Date(Date.now() - 1000).toISOString() });
+    expect(await core.proposals.expireDue()).toBeGreaterThanOrEqual(1);
+    expect(await core.store.getProposal(expiring.id)).toMatchObject({ status: 'expired', sealed_values: null });
+    // one still pending and in time keeps its values, and they still open
+    expect(await core.store.getProposal(staying.id)).toMatchObject({ status: 'pending' });
+    expect(await sealedOf(staying.id)).toBeTruthy();
+    await core.proposals.approve(owner, 'default', staying.id, {});
+  });
+
+  it('key rewrap moves pending proposals\' values and the proxy CA key onto the newest KEK; both still open', async () => {
+    const ca = new InstanceCa(core);
+    const pem = await ca.certPem();
+    const key = uniq('REWRAP_');
+    const pending = await core.proposals.create(agent, 'default', { credentials: [{ action: 'set', key, value: 'agent-value-rewrapped' }] });
+    const before = (await core.keys.status(owner)).needs_rewrap;
+    const { kek_version: kek } = await core.keys.rotate(owner);
+    const status = await core.keys.status(owner);
+    const versions = status.keks.filter((k) => k.version < kek).reduce((a, k) => a + k.sealed_versions, 0);
+    // every pending proposal with values (this one and earlier tests'), and the CA key
+    const blobs = 1 + (await core.store.listProposals({ status: 'pending' })).filter((p) => p.sealed_values?.length).length;
+    expect(blobs).toBeGreaterThanOrEqual(2);
+    expect(before).toBe(0);
+    expect(status.needs_rewrap).toBe(versions + blobs);
+    expect(await core.keys.rewrap(owner)).toEqual({ rewrapped: versions + blobs, remaining: 0, kek_version: kek, done: true });
+    expect((await core.keys.status(owner)).needs_rewrap).toBe(0);
+    expect(blobKekVersion((await core.store.getProxyCa())!.sealed_key)).toBe(kek);
+    expect(blobKekVersion((await core.store.getProposal(pending.id))!.sealed_values!)).toBe(kek);
+    const event = (await core.store.queryAudit({ action: 'key.rewrap', limit: 1 }))[0]!;
+    expect(JSON.parse(event.details)).toEqual({ rewrapped: blobs, kek_version: kek, kinds: ['proxy-ca', 'proposal'] });
+    // a fresh CA loader opens the re-wrapped key and serves the same certificate and leaves under it
+    const again = new InstanceCa(core);
+    expect(await again.certPem()).toBe(pem);
+    expect((await again.leaf('rewrap.example')).certPem).toContain('BEGIN CERTIFICATE');
+    await core.proposals.approve(owner, 'default', pending.id, {});
+    expect((await core.secrets.read(owner, 'default', key)).value).toBe('agent-value-rewrapped');
   });
 
   it.runIf(ctx.backend === 'postgres')('RACE: two replicas approve the same proposal at once, 10 times: exactly one applies, once', async () => {

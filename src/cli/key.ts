@@ -20,7 +20,7 @@ export function keyCommand(program: Command, _setCode: (c: number) => void): voi
       out(`master key:   ${s.master_key_source}${s.kdf ? ` (passphrase, ${s.kdf})` : ''}`);
       out(`current KEK:  version ${s.kek_version}`);
       const pending = typeof s.needs_rewrap === 'number' ? s.needs_rewrap : (s.needs_rewrap ? -1 : 0);
-      out(`needs rewrap: ${pending === 0 ? 'no' : pending > 0 ? `${pending} secret version${pending === 1 ? '' : 's'} (run \`latchkey key rewrap\`)` : 'yes (run `latchkey key rewrap`)'}`);
+      out(`needs rewrap: ${pending === 0 ? 'no' : pending > 0 ? `${pending} sealed item${pending === 1 ? '' : 's'} (run \`latchkey key rewrap\`)` : 'yes (run `latchkey key rewrap`)'}`);
       out('');
       printTable(['KEK', 'CREATED', 'SEALED_VERSIONS'], [...(s.keks ?? [])].sort((a, b) => b.version - a.version).map((k) => [
         `${k.version}${k.version === s.kek_version ? ' (current)' : ''}`, k.created_at, k.sealed_versions,
@@ -54,14 +54,14 @@ export function keyCommand(program: Command, _setCode: (c: number) => void): voi
           rewrapped += last.rewrapped;
           if (rewrapped + last.remaining > 0) progress.update(rewrapped, rewrapped + last.remaining);
           if (last.done || last.remaining === 0) break;
-          if (last.rewrapped === 0) throw new CliError(`rewrap made no progress with ${last.remaining} version(s) remaining; check the server log`, EXIT.error);
+          if (last.rewrapped === 0) throw new CliError(`rewrap made no progress with ${last.remaining} sealed item(s) remaining; check the server log`, EXIT.error);
         }
       } finally {
         progress.end();
       }
       const result = { rewrapped, remaining: last.remaining, kek_version: last.kek_version, done: last.done || last.remaining === 0 };
       if (opts.json) return printJson(result);
-      out(`rewrapped ${rewrapped} secret version${rewrapped === 1 ? '' : 's'} onto KEK version ${result.kek_version}; ${result.remaining} remaining`);
+      out(`rewrapped ${rewrapped} sealed item${rewrapped === 1 ? '' : 's'} (secret versions, the proxy CA key, pending proposals' values) onto KEK version ${result.kek_version}; ${result.remaining} remaining`);
     });
 
   key

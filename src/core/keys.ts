@@ -1,11 +1,24 @@
-/** Key management: status, KEK rotation, rewrap of DEKs onto the newest KEK (batched). Rekey is offline (bootstrap.ts). */
-import type { KeyPurpose, SealedKeyRow } from '../crypto/keyring.js';
+/** Key management: status, KEK rotation, rewrap of DEKs onto the newest KEK (secret versions batched, then the proxy CA key and pending proposals' values). Rekey is offline (bootstrap.ts). */
+import { blobKekVersion, type KeyPurpose, type SealedKeyRow } from '../crypto/keyring.js';
 import { UniqueViolation, type Store } from '../store/store.js';
 import type { Core } from './core.js';
 import { conflict, invalid, LatchkeyError } from './errors.js';
 import type { OpContext } from './principal.js';
 
 const REWRAP_BATCH = 500;
+
+/** The purposes (AAD) of the keyring's sealed blobs: the forward proxy CA's private key, a proposal's values. */
+export const CA_SEAL_PURPOSE = 'proxy-ca';
+export const PROPOSAL_SEAL_PURPOSE = 'proposal';
+
+/** A sealed blob under an older KEK, and how to store it re-wrapped. */
+interface StaleBlob {
+  purpose: string;
+  scope: string;
+  id: string;
+  sealed: Uint8Array;
+  save(s: Store, sealed: Buffer): Promise<unknown>;
+}
 
 export class Keys {
   constructor(private readonly core: Core) {}
@@ -61,8 +74,27 @@ export class Keys {
       kdf: kdf ? JSON.parse(kdf).alg : null,
       kek_version: this.core.keyring.currentKekVersion,
       keks: rows.filter((r) => r.purpose === 'kek').map((r) => ({ version: r.version, created_at: r.created_at, sealed_versions: counts.byKek[String(r.version)] ?? 0 })),
-      needs_rewrap: Object.entries(counts.byKek).filter(([v]) => Number(v) < this.core.keyring.currentKekVersion).reduce((a, [, n]) => a + n, 0),
+      needs_rewrap: this.versionsBelow(counts.byKek, this.core.keyring.currentKekVersion) + (await this.blobsBelow(this.core.keyring.currentKekVersion)).length,
     };
+  }
+
+  private versionsBelow(byKek: Record<string, number>, kek: number): number {
+    return Object.entries(byKek).filter(([v]) => Number(v) < kek).reduce((a, [, n]) => a + n, 0);
+  }
+
+  /** What else is sealed under a KEK older than `kek`: the proxy CA's private key, pending proposals' values. */
+  private async blobsBelow(kek: number, s: Store = this.core.store): Promise<StaleBlob[]> {
+    const out: StaleBlob[] = [];
+    const ca = await s.getProxyCa();
+    if (ca && blobKekVersion(ca.sealed_key) < kek) {
+      out.push({ purpose: CA_SEAL_PURPOSE, scope: ca.id, id: ca.id, sealed: ca.sealed_key, save: (st, b) => st.updateProxyCaKey(ca.id, b) });
+    }
+    for (const p of await s.listProposals({ status: 'pending' })) {
+      if (p.sealed_values?.length && blobKekVersion(p.sealed_values) < kek) {
+        out.push({ purpose: PROPOSAL_SEAL_PURPOSE, scope: p.vault_id, id: p.id, sealed: p.sealed_values, save: (st, b) => st.updateProposalSeal(p.id, b) });
+      }
+    }
+    return out;
   }
 
   async rotate(ctx: OpContext): Promise<{ kek_version: number }> {
@@ -107,8 +139,20 @@ export class Keys {
       onBatch?.(rewrapped);
       if (n < want) break;
     }
-    const counts = await this.core.store.countSecrets();
-    const remaining = Object.entries(counts.byKek).filter(([v]) => Number(v) < kek).reduce((a, [, c]) => a + c, 0);
+    if (rewrapped < max) {
+      // then the few other sealed blobs, in one transaction
+      const n = await this.core.write(ctx, async (s, ev) => {
+        const blobs = await this.blobsBelow(kek, s);
+        for (const b of blobs) await b.save(s, this.core.keyring.rewrapBlob(b.purpose, b.scope, b.id, b.sealed));
+        if (blobs.length) ev.push({ action: 'key.rewrap', details: { rewrapped: blobs.length, kek_version: kek, kinds: [...new Set(blobs.map((b) => b.purpose))] } });
+        return blobs.length;
+      });
+      if (n) {
+        rewrapped += n;
+        onBatch?.(rewrapped);
+      }
+    }
+    const remaining = this.versionsBelow((await this.core.store.countSecrets()).byKek, kek) + (await this.blobsBelow(kek)).length;
     return { rewrapped, remaining, kek_version: kek, done: remaining === 0 };
   }
 }

@@ -16,6 +16,7 @@
 import { SECRET_NAME_RE } from './names.js';
 import { mintToken, newId, tokenKind } from '../crypto/tokens.js';
 import { blobKekVersion } from '../crypto/keyring.js';
+import { PROPOSAL_SEAL_PURPOSE } from './keys.js';
 import type { GrantRow, ProposalRow, ServiceRow, VaultRow } from '../store/store.js';
 import { UniqueViolation } from '../store/store.js';
 import type { Core } from './core.js';
@@ -49,7 +50,6 @@ export const PROPOSAL_STATES = ['pending', 'approved', 'rejected', 'expired'] as
 export type ProposalState = (typeof PROPOSAL_STATES)[number];
 
 const NEW_HOST_WARNING = 'an existing credential would be sent to a host it was not sent to before';
-const SEAL_PURPOSE = 'proposal';
 
 /** A credential slot as stored (the value, if any, is sealed apart). */
 export interface Slot {
@@ -107,6 +107,11 @@ const SLOT_FIELDS = ['action', 'key', 'description', 'obtain', 'obtain_instructi
 
 export class Proposals {
   constructor(private readonly core: Core) {}
+
+  /** Marks pending proposals past their expiry `expired`, dropping their sealed values (run by the server periodically). */
+  expireDue(now = new Date()): Promise<number> {
+    return this.core.store.expireProposals(now.toISOString());
+  }
 
   // ---- create
 
@@ -180,7 +185,7 @@ export class Proposals {
     if (Object.keys(values).length) {
       const plain = Buffer.from(JSON.stringify(values), 'utf8');
       try {
-        sealed = this.core.keyring.sealBlob(SEAL_PURPOSE, vault.id, id, plain);
+        sealed = this.core.keyring.sealBlob(PROPOSAL_SEAL_PURPOSE, vault.id, id, plain);
       } finally {
         plain.fill(0);
       }
@@ -356,7 +361,7 @@ export class Proposals {
   private async agentValues(p: ProposalRow): Promise<Record<string, string>> {
     if (!p.sealed_values || p.sealed_values.length === 0) return {};
     if (!this.core.keyring.hasKek(blobKekVersion(p.sealed_values))) await this.core.keys.refresh();
-    const plain = this.core.keyring.openBlob(SEAL_PURPOSE, p.vault_id, p.id, p.sealed_values);
+    const plain = this.core.keyring.openBlob(PROPOSAL_SEAL_PURPOSE, p.vault_id, p.id, p.sealed_values);
     try {
       return JSON.parse(plain.toString('utf8')) as Record<string, string>;
     } finally {

@@ -58,6 +58,15 @@ export function valueAad(vaultId: string, secretId: string, version: number): Bu
 }
 
 /** The KEK version a sealBlob() result was sealed under (to load newer keys before opening). */
+/** A sealBlob blob's parts (layout: u32 kek_version | u16 wrapped-DEK length | wrapped DEK | ciphertext). */
+function parseBlob(sealed: Uint8Array): { kekVersion: number; wrapped: Buffer; ciphertext: Buffer } {
+  const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
+  if (buf.length < 6) throw new CryptoError('sealed data is malformed');
+  const n = buf.readUInt16BE(4);
+  if (buf.length < 6 + n) throw new CryptoError('sealed data is malformed');
+  return { kekVersion: buf.readUInt32BE(0), wrapped: buf.subarray(6, 6 + n), ciphertext: buf.subarray(6 + n) };
+}
+
 export function blobKekVersion(sealed: Uint8Array): number {
   return sealed.length >= 4 ? Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length).readUInt32BE(0) : 0;
 }
@@ -162,29 +171,45 @@ export class Keyring {
   sealBlob(purpose: string, scope: string, id: string, plaintext: Uint8Array): Buffer {
     const dek = randomBytes(KEY_BYTES);
     try {
-      const v = this.current;
-      const wrapped = seal(this.kek(v), dek, aad('latchkey', 'blob-dek', purpose, scope, id, v));
-      const head = Buffer.alloc(6);
-      head.writeUInt32BE(v, 0);
-      head.writeUInt16BE(wrapped.length, 4);
-      return Buffer.concat([head, wrapped, seal(dek, plaintext, aad('latchkey', 'blob', purpose, scope, id))]);
+      return Buffer.concat([this.blobHead(purpose, scope, id, dek), seal(dek, plaintext, aad('latchkey', 'blob', purpose, scope, id))]);
     } finally {
       dek.fill(0);
     }
   }
 
   openBlob(purpose: string, scope: string, id: string, sealed: Uint8Array): Buffer {
-    const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
-    if (buf.length < 6) throw new CryptoError('sealed data is malformed');
-    const v = buf.readUInt32BE(0);
-    const n = buf.readUInt16BE(4);
-    if (buf.length < 6 + n) throw new CryptoError('sealed data is malformed');
-    const dek = open(this.kek(v), buf.subarray(6, 6 + n), aad('latchkey', 'blob-dek', purpose, scope, id, v));
+    const b = parseBlob(sealed);
+    const dek = this.blobDek(purpose, scope, id, b);
     try {
-      return open(dek, buf.subarray(6 + n), aad('latchkey', 'blob', purpose, scope, id));
+      return open(dek, b.ciphertext, aad('latchkey', 'blob', purpose, scope, id));
     } finally {
       dek.fill(0);
     }
+  }
+
+  /** A sealBlob blob with its DEK re-wrapped onto the current KEK; the ciphertext is untouched. */
+  rewrapBlob(purpose: string, scope: string, id: string, sealed: Uint8Array): Buffer {
+    const b = parseBlob(sealed);
+    const dek = this.blobDek(purpose, scope, id, b);
+    try {
+      return Buffer.concat([this.blobHead(purpose, scope, id, dek), b.ciphertext]);
+    } finally {
+      dek.fill(0);
+    }
+  }
+
+  /** A blob's head: the current KEK's version and the DEK wrapped by it. */
+  private blobHead(purpose: string, scope: string, id: string, dek: Buffer): Buffer {
+    const v = this.current;
+    const wrapped = seal(this.kek(v), dek, aad('latchkey', 'blob-dek', purpose, scope, id, v));
+    const head = Buffer.alloc(6);
+    head.writeUInt32BE(v, 0);
+    head.writeUInt16BE(wrapped.length, 4);
+    return Buffer.concat([head, wrapped]);
+  }
+
+  private blobDek(purpose: string, scope: string, id: string, b: ReturnType<typeof parseBlob>): Buffer {
+    return open(this.kek(b.kekVersion), b.wrapped, aad('latchkey', 'blob-dek', purpose, scope, id, b.kekVersion));
   }
 
   /** Re-wraps an existing DEK onto the current KEK; the value's ciphertext is untouched. */

@@ -16,6 +16,7 @@ import type * as X509 from '@peculiar/x509';
 import { blobKekVersion } from '../crypto/keyring.js';
 import type { Core } from '../core/core.js';
 import { systemContext } from '../core/principal.js';
+import { CA_SEAL_PURPOSE } from '../core/keys.js';
 import type { ProxyCaRow } from '../store/store.js';
 
 /**
@@ -41,7 +42,6 @@ const KEY_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 export const CA_ROW_ID = 'instance';
-export const CA_SEAL_PURPOSE = 'proxy-ca';
 const CA_VALID_YEARS = 10;
 const HOUR = 3_600_000;
 const SKEW_MS = HOUR;

@@ -134,6 +134,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (!publicUrl && !['0.0.0.0', '::', '[::]', ''].includes(opts.host)) publicUrl = `${url}/`;
     let closed = false;
     let pruneTimer: NodeJS.Timeout | null = null;
+    // proposals past their expiry are marked so, and their sealed values dropped: now and every 10 minutes
+    const expire = () => core.proposals.expireDue()
+      .catch((err) => app.log.error({ code: (err as { code?: string }).code }, 'expiring proposals failed'));
+    void expire();
+    const expireTimer = setInterval(expire, 600_000);
+    expireTimer.unref();
     if (opts.auditRetentionDays && opts.auditRetentionDays > 0) {
       const days = opts.auditRetentionDays;
       const prune = () => core.audit.prune(core.store, systemContext(), new Date(Date.now() - days * 86_400_000).toISOString())
@@ -148,6 +154,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         if (closed) return;
         closed = true;
         if (pruneTimer) clearInterval(pruneTimer);
+        clearInterval(expireTimer);
         // stop taking tunnels, let the control plane (and base-URL requests in flight) finish,
         // then flush the proxy's audit batch, then close the store
         await proxy?.close();

@@ -787,7 +787,18 @@ export class KyselyStore implements Store {
   }
 
   async transitionProposal(id: string, patch: Partial<ProposalRow> & { status: string }): Promise<boolean> {
-    const r = await this.db.updateTable('proposals').set(patch).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+    // a decided proposal keeps no agent-supplied value: approved ones were copied into secrets
+    const r = await this.db.updateTable('proposals').set(patch.status === 'pending' ? patch : { ...patch, sealed_values: null }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async expireProposals(now: string): Promise<number> {
+    const r = await this.db.updateTable('proposals').set({ status: 'expired', sealed_values: null }).where('status', '=', 'pending').where('expires_at', '<=', now).executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async updateProposalSeal(id: string, sealed: Uint8Array): Promise<boolean> {
+    const r = await this.db.updateTable('proposals').set({ sealed_values: sealed }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
@@ -895,5 +906,9 @@ export class KyselyStore implements Store {
 
   async insertProxyCa(row: ProxyCaRow): Promise<void> {
     await guardUnique(this.db.insertInto('proxy_ca').values(row).execute());
+  }
+
+  async updateProxyCaKey(id: string, sealed: Uint8Array): Promise<void> {
+    await this.db.updateTable('proxy_ca').set({ sealed_key: sealed }).where('id', '=', id).execute();
   }
 }

@@ -199,7 +199,12 @@ export interface Store {
   getProposalByApprovalHash(hash: string): Promise<ProposalRow | null>;
   listProposals(filter: { vaultId?: string; agentId?: string; status?: string }): Promise<ProposalRow[]>;
   /** pending -> approved/rejected/expired exactly once: false when another decision got there first. */
+  /** Changes a pending proposal (false when it no longer is); leaving `pending` drops its sealed values. */
   transitionProposal(id: string, patch: Partial<ProposalRow> & { status: string }): Promise<boolean>;
+  /** Marks pending proposals past their expiry `expired` and drops their sealed values; how many. */
+  expireProposals(now: string): Promise<number>;
+  /** A pending proposal's values re-sealed (key rewrap); false when it was no longer pending. */
+  updateProposalSeal(id: string, sealed: Uint8Array): Promise<boolean>;
 
   // the injection proxy (hot path)
   /**
@@ -231,6 +236,7 @@ export interface Store {
   getProxyCa(): Promise<ProxyCaRow | null>;
   /** Inserts the CA row; UniqueViolation when another creator got there first. */
   insertProxyCa(row: ProxyCaRow): Promise<void>;
+  updateProxyCaKey(id: string, sealed: Uint8Array): Promise<void>;
 }
 
 /** The database aborted a transaction to break a deadlock or a serialization conflict: retrying may succeed. */

@@ -229,7 +229,7 @@ export function StatusPage() {
           <>
             <p className="muted small">
               New writes use KEK v{keys.data.kek_version}.{keys.data.kdf ? ` Master key stretched with ${keys.data.kdf}.` : ''}{' '}
-              {keys.data.needs_rewrap ? `${keys.data.needs_rewrap} sealed versions are on older keys (latchkey key rewrap).` : 'Every sealed version is on the newest key.'}
+              {keys.data.needs_rewrap ? `${keys.data.needs_rewrap} sealed items (secret versions, the proxy CA key, pending proposals' values) are on older keys (latchkey key rewrap).` : 'Everything sealed is on the newest key.'}
             </p>
             <DataTable columns={['KEK version', 'Created', { label: 'Sealed versions', className: 'num' }]}>
               {keys.data.keks.map((k) => (
