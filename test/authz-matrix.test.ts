@@ -316,7 +316,7 @@ describeBackends('authorization matrix', (ctx) => {
   const keyOf = (r: Row) => `${r.method} ${r.url}${r.variant ? ` ${r.variant}` : ''}`;
 
   /** Expected audit actor of a principal. */
-  const actorOf = (who: Who) => (who === 'anon' ? 'anonymous' : isAgent(who) ? `agent:${AGENT_NAME[who]}` : `user:${PERSON_EMAIL[who]}`);
+  const actorOf = (who: Who) => (who === 'anon' ? 'system' : isAgent(who) ? `agent:${AGENT_NAME[who]}` : `user:${PERSON_EMAIL[who]}`);
 
   beforeAll(async () => {
     server = await startServer({
@@ -487,7 +487,7 @@ describeBackends('authorization matrix', (ctx) => {
       const forged = `lk_${kind}_${randomBytes(32).toString('base64url')}`;
       const r = await call('GET', '/v1/auth/me', { token: forged });
       expect(r, `forged lk_${kind}_`).toMatchObject({ status: 401, json: { code: 'invalid_token' } });
-      expect(await expectAudited(r, 'forged')).toMatchObject({ actor: 'anonymous', action: 'auth.failure' });
+      expect(await expectAudited(r, 'forged')).toMatchObject({ actor: 'system', action: 'auth.failure', details: expect.objectContaining({ caller: 'anonymous', credential: `lk_${kind}_` }) });
     }
     expect((await call('GET', '/v1/auth/me', { token: 'lk_pat_short' })).status).toBe(401);
     expect((await call('GET', '/v1/auth/me', { token: `${owner()}x` })).status).toBe(401);

@@ -119,7 +119,8 @@ export class AuditLog {
       seq += 1;
       const base = {
         seq, id: uuidV7(at), ts, actor: actorOf(ctx.principal), action: e.action, vault: e.vault ?? null, target: e.target ?? null,
-        outcome: e.outcome ?? 'ok', ip: ctx.ip, request_id: ctx.requestId, details: JSON.stringify(e.details ?? {}), prev_hash: prev,
+        outcome: e.outcome ?? 'ok', ip: ctx.ip, request_id: ctx.requestId,
+        details: JSON.stringify(ctx.principal.kind === 'anonymous' ? { ...e.details, caller: 'anonymous' } : (e.details ?? {})), prev_hash: prev,
       };
       const hash = this.keyring.auditMac(canonical(base));
       prev = hash;

@@ -20,10 +20,10 @@ export function actorOf(p: Principal): string {
       return `user:${p.email ?? 'owner'}`;
     case 'agent':
       return `agent:${p.name}`;
-    case 'system':
-      return 'system';
     default:
-      return 'anonymous';
+      // SPEC's three actors: what no principal did (an unauthenticated caller's refusal) the
+      // server records as `system`, and the event's details say `caller: anonymous`
+      return 'system';
   }
 }
 
