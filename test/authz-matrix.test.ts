@@ -536,11 +536,22 @@ describeBackends('authorization matrix', (ctx) => {
     expect((await call('POST', '/v1/sessions', { token: live.token, body: { vault: 'alpha' } })).status).toBe(403);
   }, 60_000);
 
-  it('status: where the data lives is shown to instance admins only', async () => {
-    expect((await ok('GET', '/v1/status', owner())).location).toEqual(expect.any(String));
-    const m = await ok('GET', '/v1/status', token.member);
-    expect(m).toMatchObject({ backend: expect.any(String), secrets: expect.any(Number) });
-    expect(m).not.toHaveProperty('location');
+  it('status: instance admins see the instance, where the data lives and the audit head; others count their own vaults only', async () => {
+    const all = await ok('GET', '/v1/status', owner());
+    expect(all.location).toEqual(expect.any(String));
+    expect(all.audit).toMatchObject({ seq: expect.any(Number), hash: expect.any(String), events: expect.any(Number) });
+    const allVaults = (await ok('GET', '/v1/vaults', owner())).items as Array<{ name: string; secrets: number }>;
+    expect(all).toMatchObject({ vaults: allVaults.length, secrets: allVaults.reduce((a, v) => a + v.secrets, 0) });
+    for (const who of ['member', 'otherAdmin'] as const) {
+      const mine = await ok('GET', '/v1/status', token[who]);
+      const theirs = ((await ok('GET', '/v1/vaults', token[who])).items as Array<{ name: string }>).map((v) => v.name);
+      const expected = allVaults.filter((v) => theirs.includes(v.name));
+      expect(expected.length, who).toBeLessThan(allVaults.length);
+      expect(mine, who).toMatchObject({ backend: expect.any(String), vaults: expected.length, secrets: expected.reduce((a, v) => a + v.secrets, 0) });
+      expect(Object.values(mine.by_category as Record<string, number>).reduce((a, n) => a + n, 0), who).toBe(mine.secrets);
+      expect(mine, who).not.toHaveProperty('location');
+      expect(mine, who).not.toHaveProperty('audit');
+    }
   });
 
   it('[isolate] a vault admin can neither adopt nor take over an agent another vault relies on; sessions are audited', async () => {

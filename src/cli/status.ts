@@ -21,8 +21,8 @@ export function statusCommand(program: Command, _setCode: (c: number) => void): 
         ['secrets', `${s.secrets}${cats ? ` (${cats})` : ''}`],
         ['keys', `KEK version ${s.key?.kek_version ?? '?'}, master key from ${s.key?.master_key_source ?? '?'}`],
         ['last rotation', s.last_rotation ?? 'never'],
-        ['audit', `${s.audit?.events ?? 0} events, head seq ${s.audit?.seq ?? 0}${s.audit?.hash ? ` (${s.audit.hash.slice(0, 16)}…)` : ''}`],
       ];
+      if (s.audit) rows.push(['audit', `${s.audit.events} events, head seq ${s.audit.seq} (${s.audit.hash.slice(0, 16)}…)`]);
       if (s.started_at) rows.splice(1, 0, ['started', s.started_at]);
       const w = Math.max(...rows.map(([k]) => k.length)) + 1;
       for (const [k, v] of rows) out(`${(k + ':').padEnd(w + 1)} ${v}`);

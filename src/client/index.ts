@@ -15,7 +15,8 @@ export interface Health { status: 'ok'; version: string }
 
 export interface Status {
   backend: 'sqlite' | 'postgres';
-  location: string;
+  /** instance admins only */
+  location?: string;
   version: string;
   started_at?: string;
   vaults: number;
@@ -23,7 +24,8 @@ export interface Status {
   by_category: Record<string, number>;
   key: { kek_version: number; master_key_source: string };
   last_rotation: string | null;
-  audit: { seq: number; hash: string; events: number };
+  /** instance admins only */
+  audit?: { seq: number; hash: string; events: number };
 }
 
 export type Me =

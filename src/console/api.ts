@@ -118,9 +118,9 @@ export const AUDIT_ACTIONS = [
 ] as const;
 
 export interface Status {
-  backend: string; location: string; version: string; started_at: string; vaults: number; secrets: number;
+  backend: string; location?: string; version: string; started_at: string; vaults: number; secrets: number;
   by_category: Record<string, number>; key: { kek_version: number; master_key_source: string };
-  last_rotation: string | null; audit: { seq: number; hash: string; events: number };
+  last_rotation: string | null; audit?: { seq: number; hash: string; events: number };
 }
 export interface KeyStatus {
   master_key_source: string; kdf: string | null; kek_version: number;

@@ -52,14 +52,16 @@ export class Vaults {
 
   async list(ctx: OpContext): Promise<VaultView[]> {
     await this.core.authorize(ctx, 'vault.list');
+    return (await this.visible(ctx)).map((r) => vaultView(r, r.secret_count));
+  }
+
+  /** The vaults the principal may see: every one for the system and instance admins, else those it is in. */
+  async visible(ctx: OpContext) {
     const rows = await this.core.store.listVaults();
-    const out: VaultView[] = [];
     const p = ctx.principal;
-    const everything = p.kind === 'system' || (p.kind === 'user' && (p.role === 'owner' || p.role === 'admin'));
-    for (const r of rows) {
-      if (!everything && !(await this.core.vaultRole(ctx, r))) continue;
-      out.push(vaultView(r, r.secret_count));
-    }
+    if (p.kind === 'system' || (p.kind === 'user' && (p.role === 'owner' || p.role === 'admin'))) return rows;
+    const out: typeof rows = [];
+    for (const r of rows) if (await this.core.vaultRole(ctx, r)) out.push(r);
     return out;
   }
 

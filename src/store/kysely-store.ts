@@ -428,10 +428,18 @@ export class KyselyStore implements Store {
       .execute();
   }
 
-  async countSecrets() {
-    const byCat = await this.r.selectFrom('secrets').select(['category', (eb) => eb.fn.countAll().as('n')]).groupBy('category').execute();
-    const byKek = await this.r.selectFrom('secret_versions').select(['kek_version', (eb) => eb.fn.countAll().as('n')]).groupBy('kek_version').execute();
-    const last = await this.r.selectFrom('secrets').select((eb) => eb.fn.max('last_rotated_at').as('m')).executeTakeFirst();
+  async countSecrets(vaultIds?: readonly string[]) {
+    if (vaultIds && vaultIds.length === 0) return { total: 0, byCategory: {}, byKek: {}, lastRotatedAt: null };
+    const secrets = () => {
+      const q = this.r.selectFrom('secrets');
+      return vaultIds ? q.where('vault_id', 'in', vaultIds) : q;
+    };
+    const versions = vaultIds
+      ? this.r.selectFrom('secret_versions').where('secret_id', 'in', (eb) => eb.selectFrom('secrets').select('id').where('vault_id', 'in', vaultIds))
+      : this.r.selectFrom('secret_versions');
+    const byCat = await secrets().select(['category', (eb) => eb.fn.countAll().as('n')]).groupBy('category').execute();
+    const byKek = await versions.select(['kek_version', (eb) => eb.fn.countAll().as('n')]).groupBy('kek_version').execute();
+    const last = await secrets().select((eb) => eb.fn.max('last_rotated_at').as('m')).executeTakeFirst();
     const byCategory: Record<string, number> = {};
     let total = 0;
     for (const r of byCat) {

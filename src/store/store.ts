@@ -124,7 +124,8 @@ export interface Store {
   listCurrentVersions(vaultId: string, after: string | null, limit: number): Promise<SecretWithCurrent[]>;
   /** Versions whose DEK is wrapped by an older KEK than `kekVersion` (rewrap batches), by (secret_id, version). */
   listVersionsBelowKek(kekVersion: number, limit: number): Promise<Array<VersionRow & { vault_id: string }>>;
-  countSecrets(): Promise<{ total: number; byCategory: Record<string, number>; byKek: Record<string, number>; lastRotatedAt: string | null }>;
+  /** Counts over every secret, or over those in `vaultIds`. */
+  countSecrets(vaultIds?: readonly string[]): Promise<{ total: number; byCategory: Record<string, number>; byKek: Record<string, number>; lastRotatedAt: string | null }>;
   countVaultSecrets(vaultId: string): Promise<number>;
 
   // audit

@@ -165,13 +165,15 @@ export function StatusPage() {
               <Time iso={s.last_rotation} empty="never" />
             </p>
           </section>
-          <section className="card stat" aria-labelledby="st-audit">
-            <h2 id="st-audit">Audit head</h2>
-            <p className="big">#{s.audit.seq}</p>
-            <p className="muted small">
-              {s.audit.events} events · <code title={s.audit.hash}>{s.audit.hash.slice(0, 16)}…</code>
-            </p>
-          </section>
+          {s.audit ? (
+            <section className="card stat" aria-labelledby="st-audit">
+              <h2 id="st-audit">Audit head</h2>
+              <p className="big">#{s.audit.seq}</p>
+              <p className="muted small">
+                {s.audit.events} events · <code title={s.audit.hash}>{s.audit.hash.slice(0, 16)}…</code>
+              </p>
+            </section>
+          ) : null}
           <section className="card stat" aria-labelledby="st-keys">
             <h2 id="st-keys">Keys</h2>
             <p className="big">KEK v{s.key.kek_version}</p>

@@ -10,9 +10,12 @@ export function systemRoutes(core: Core) {
 
     app.get('/v1/status', { schema: { summary: 'Storage backend, counts by category, keys, last rotation, audit head', tags: ['system'], querystring: z.strictObject({}) } }, async (req) => {
       await core.authorize(req.ctx, 'status.read');
-      const [counts, vaults, head, events] = await Promise.all([core.store.countSecrets(), core.store.listVaults(), core.store.getAuditHead(), core.store.countAudit()]);
-      // where the data lives (a file path, a database host) is the operators' business: instance admins
+      // instance admins see the whole instance, where the data lives and the audit head; anyone
+      // else counts only the vaults they are in (the rest of the instance is not their business)
       const operator = await core.can(req.ctx, 'key.read', null);
+      const vaults = await core.vaults.visible(req.ctx);
+      const counts = await core.store.countSecrets(operator ? undefined : vaults.map((v) => v.id));
+      const audit = operator ? await Promise.all([core.store.getAuditHead(), core.store.countAudit()]) : null;
       return {
         backend: core.store.backend,
         ...(operator ? { location: core.store.location } : {}),
@@ -23,7 +26,7 @@ export function systemRoutes(core: Core) {
         by_category: counts.byCategory,
         key: { kek_version: core.keyring.currentKekVersion, master_key_source: core.info.masterSource },
         last_rotation: counts.lastRotatedAt,
-        audit: { seq: head.seq, hash: head.hash, events },
+        ...(audit ? { audit: { seq: audit[0].seq, hash: audit[0].hash, events: audit[1] } } : {}),
       };
     });
 
