@@ -329,6 +329,7 @@ describeBackends('KyselyStore', (ctx: BackendContext) => {
       secretRow(v.id, 'db/replica', { category: 'password', description: null }),
       secretRow(v.id, 'ssh/deploy', { category: 'ssh_key', description: 'deploy key for api' }),
       secretRow(v.id, 'apiary', { category: 'note', description: null }),
+      secretRow(v.id, 'tagged', { category: 'note', description: null, tags: '["Production","team:payments"]' }),
     ];
     for (const r of rows) await store.insertSecret(r);
     // a different vault with overlapping names must never leak in
@@ -336,7 +337,7 @@ describeBackends('KyselyStore', (ctx: BackendContext) => {
     const names = async (q: Partial<Parameters<Store['listSecrets']>[0]>) =>
       (await store.listSecrets({ vaultId: v.id, limit: 100, ...q })).map((r) => r.name);
 
-    expect(await names({})).toEqual(['api/github', 'api/stripe', 'apiary', 'db/main', 'db/replica', 'ssh/deploy']);
+    expect(await names({})).toEqual(['api/github', 'api/stripe', 'apiary', 'db/main', 'db/replica', 'ssh/deploy', 'tagged']);
     expect((await store.listSecrets({ vaultId: v.id, limit: 100 }))[0]).toEqual(rows[0]);
     expect(await names({ category: 'password' })).toEqual(['db/main', 'db/replica']);
     expect(await names({ category: 'nope' })).toEqual([]);
@@ -351,6 +352,11 @@ describeBackends('KyselyStore', (ctx: BackendContext) => {
     expect(await names({ q: 'database' })).toEqual(['db/main']);
     expect(await names({ q: 'api', category: 'ssh_key' })).toEqual(['ssh/deploy']);
     expect(await names({ q: 'zzz' })).toEqual([]);
+    // and its tags, by any part of one; never by the JSON around them
+    expect(await names({ q: 'PRODUCTION' })).toEqual(['tagged']);
+    expect(await names({ q: 'team:pay' })).toEqual(['tagged']);
+    for (const syntax of ['"', ',', '["', '","']) expect(await names({ q: syntax }), syntax).toEqual([]);
+    expect(await names({ q: 'payments', namesOnly: true })).toEqual([]);
   });
 
   it('secrets: listSecrets prefix matches names with any following character', async () => {

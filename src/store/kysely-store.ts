@@ -358,9 +358,13 @@ export class KyselyStore implements Store {
     if (q.q) {
       const like = `%${q.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
       const op = this.backend === 'postgres' ? 'ilike' : 'like';
+      // tags are a JSON array of [A-Za-z0-9_.:-] words: searched as text only for a q of those
+      // characters, which can never match the array's own quotes and commas
+      const inTags = !q.namesOnly && /^[A-Za-z0-9_.:-]+$/.test(q.q);
       query = query.where((eb) => eb.or([
         eb(sql`name`, op, sql`${like} escape '\\'`),
         ...(q.namesOnly ? [] : [eb(sql`coalesce(description, '')`, op, sql`${like} escape '\\'`)]),
+        ...(inTags ? [eb(sql`tags`, op, sql`${like} escape '\\'`)] : []),
       ]));
     }
     if (q.after) query = query.where('name', '>', q.after);
