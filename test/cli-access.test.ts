@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanEnv, freePort, ROOT, type Result } from './helpers/cli.js';
+import { BIN, cleanEnv, freePort, ROOT, runInTerminal, type Result } from './helpers/cli.js';
 import { parseBasic } from '../src/cli/service.js';
 
 function run(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<Result> {
@@ -161,25 +161,7 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
   });
 
   it('login on a terminal asks for the email and, without echo, the password; without one it says what to give', async () => {
-    // a real pseudo-terminal: util-linux `script` runs the CLI on one and relays our answers
-    const terminalLogin = (config: string, answers: Array<[RegExp, string]>) => new Promise<Result>((res, rej) => {
-      const cmd = [process.execPath, BIN, 'login'].map((a) => `'${a}'`).join(' ');
-      const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...base, LATCHKEY_CONFIG: config, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      let next = 0;
-      child.stdout.setEncoding('utf8').on('data', (d) => {
-        stdout += d;
-        const a = answers[next];
-        if (a && a[0].test(stdout)) {
-          next++;
-          child.stdin.write(`${a[1]}\r`);
-        }
-      });
-      child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-      child.on('error', rej);
-      child.on('close', (code) => res({ code, stdout, stderr }));
-    });
+    const terminalLogin = (config: string, answers: Array<[RegExp, string]>) => runInTerminal(['login'], { ...base, LATCHKEY_CONFIG: config }, answers);
     const config = join(home, 'bob-terminal', 'config.json');
     const r = await terminalLogin(config, [[/Email: $/, 'bob@example.com'], [/Password: $/, 'bob password 1234']]);
     expect(r.code, r.stdout + r.stderr).toBe(0);

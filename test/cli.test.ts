@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanEnv, freePort, ROOT, type Result } from './helpers/cli.js';
+import { BIN, cleanEnv, freePort, ROOT, runInTerminal, type Result } from './helpers/cli.js';
 
 function run(args: string[], opts: { env: NodeJS.ProcessEnv; input?: string; cwd?: string; cmd?: string[] }): Promise<Result> {
   return new Promise((res, rej) => {
@@ -172,6 +172,28 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(JSON.parse(s.stdout).fallback).toEqual([]);
     const d = await cli(['vault', 'delete', 'child']);
     expect(d.code, d.stderr).toBe(0);
+    // on a terminal, a vault that holds secrets is deleted only when its name is typed back (or with --yes)
+    const doom = async () => {
+      for (const args of [['vault', 'create', 'doomed'], ['secret', 'set', 'DOOMED_KEY=v', '--vault', 'doomed']]) {
+        const r = await cli(args);
+        expect(r.code, r.stderr).toBe(0);
+      }
+    };
+    await doom();
+    const termEnv = env;
+    const asked = /type its name to go on: $/;
+    const refused = await runInTerminal(['vault', 'delete', 'doomed'], termEnv, [[asked, 'doome']]);
+    expect(refused.code, refused.stdout).toBe(1);
+    expect(refused.stdout).toContain('vault doomed holds 1 secret, deleted with it for good');
+    expect(refused.stdout).toContain('vault doomed was not deleted');
+    expect((JSON.parse((await cli(['vault', 'list', '--json'])).stdout) as { name: string }[]).map((v) => v.name)).toContain('doomed');
+    const confirmed = await runInTerminal(['vault', 'delete', 'doomed'], termEnv, [[asked, 'doomed']]);
+    expect(confirmed.code, confirmed.stdout).toBe(0);
+    expect(confirmed.stdout).toContain('deleted vault doomed (1 secret)');
+    await doom();
+    const yes = await runInTerminal(['vault', 'delete', 'doomed', '--yes'], termEnv, []);
+    expect(yes.code, yes.stdout).toBe(0);
+    expect(yes.stdout).not.toContain('type its name');
     const dup = await cli(['vault', 'create', 'team']);
     expect(dup.code).toBe(1);
   });

@@ -1,6 +1,6 @@
 /** `latchkey vault create|list|delete|set`. */
 import type { Command } from 'commander';
-import { clientFor, listArg, out, printJson, printTable, usage } from './output.js';
+import { CliError, clientFor, EXIT, interactive, listArg, out, printJson, printTable, prompt, usage } from './output.js';
 
 export function vaultCommand(program: Command, _setCode: (c: number) => void): void {
   const vault = program.command('vault').description('vaults: the unit of isolation');
@@ -36,11 +36,20 @@ export function vaultCommand(program: Command, _setCode: (c: number) => void): v
   vault
     .command('delete')
     .alias('rm')
-    .description('delete a vault and every secret in it (permanent)')
+    .description('delete a vault and every secret in it (permanent; on a terminal, asks first when it holds secrets)')
     .argument('<name>', 'vault name')
+    .option('-y, --yes', 'do not ask on a terminal')
     .option('--json', 'machine-readable output')
-    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
-      const r = await clientFor(cmd).deleteVault(name);
+    .action(async (name: string, opts: { yes?: boolean; json?: boolean }, cmd: Command) => {
+      const client = clientFor(cmd);
+      if (!opts.yes && interactive()) {
+        const n = (await client.listVaults()).items.find((v) => v.name === name)?.secrets ?? 0;
+        if (n > 0) {
+          const answer = await prompt(`vault ${name} holds ${n} secret${n === 1 ? '' : 's'}, deleted with it for good; type its name to go on: `);
+          if (answer.trim() !== name) throw new CliError(`vault ${name} was not deleted (the answer was not its name)`, EXIT.error);
+        }
+      }
+      const r = await client.deleteVault(name);
       if (opts.json) return printJson(r);
       out(`deleted vault ${name} (${r.secrets} secret${r.secrets === 1 ? '' : 's'})`);
     });

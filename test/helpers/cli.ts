@@ -1,4 +1,5 @@
 /** Shared by the suites that run the real CLI (`node bin/latchkey.js …`) as a child process. */
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,4 +32,30 @@ export function cleanEnv(extra: Record<string, string | undefined>): NodeJS.Proc
     else env[k] = v;
   }
   return env;
+}
+
+/**
+ * Runs the CLI on a real pseudo-terminal (util-linux `script`), answering each prompt as it
+ * appears: `answers` are [what the screen ends with, the line typed]. stdout is the terminal's
+ * whole output (the CLI's stdout and stderr, and what the terminal echoed).
+ */
+export function runInTerminal(args: string[], env: NodeJS.ProcessEnv, answers: Array<[RegExp, string]>): Promise<Result> {
+  return new Promise((res, rej) => {
+    const cmd = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...env, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let next = 0;
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      stdout += d;
+      const a = answers[next];
+      if (a && a[0].test(stdout)) {
+        next++;
+        child.stdin.write(`${a[1]}\r`);
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.on('error', rej);
+    child.on('close', (code) => res({ code, stdout, stderr }));
+  });
 }
