@@ -458,14 +458,33 @@ describeBackends('core.services', (ctx) => {
     expect((await core.grants.vend(agent, 'TIERED_KEY', 'tier-user')).value).toBe('platform-value');
   });
 
-  it('a vend under a live grant of a secret that is gone (from a fallback vault) answers 404 and is audited (outcome error)', async () => {
+  it('deleting a secret revokes the grants of the vaults that reached it through their fallback chain, unless it still resolves there', async () => {
+    await core.vaults.create(owner, { name: 'chain-b' });
+    await core.vaults.create(owner, { name: 'chain-a', fallback: ['chain-b'] });
+    await core.vaults.create(owner, { name: 'chain-c', fallback: ['chain-b'] });
+    for (const v of ['chain-a', 'chain-c']) await core.access.addVaultAgent(owner, v, 'svc-bot');
+    await core.secrets.put(owner, 'chain-b', 'CHAIN_KEY', { value: 'from-b' });
+    await core.secrets.put(owner, 'chain-c', 'CHAIN_KEY', { value: 'own-c' }); // chain-c has its own
+    const ga = await core.grants.create(owner, 'chain-a', { agent: 'svc-bot', secret: 'CHAIN_KEY', mode: 'read' });
+    await core.grants.create(owner, 'chain-c', { agent: 'svc-bot', secret: 'CHAIN_KEY', mode: 'read' });
+    expect((await core.grants.vend(agent, 'CHAIN_KEY', 'chain-a')).value).toBe('from-b');
+    expect(await core.secrets.delete(owner, 'chain-b', 'CHAIN_KEY')).toMatchObject({ revoked_grants: 1 });
+    const [rev] = (await core.audit.query(core.store, { action: 'grant.revoke', limit: 1 })).items;
+    expect(rev).toMatchObject({ vault: 'chain-a', details: { grant: ga.id, reason: 'secret deleted' } });
+    // a secret made again under the name is not vended through the old grant; chain-c's grant lives on
+    await core.secrets.put(owner, 'chain-b', 'CHAIN_KEY', { value: 'from-b-again' });
+    expect(await fails(core.grants.vend(agent, 'CHAIN_KEY', 'chain-a'))).toMatchObject({ status: 403 });
+    expect((await core.grants.vend(agent, 'CHAIN_KEY', 'chain-c')).value).toBe('own-c');
+  });
+
+  it('a vend under a live grant of a secret that no longer resolves (its fallback vault left the chain) answers 404 and is audited (outcome error)', async () => {
     await core.vaults.create(owner, { name: 'vend-b' });
     await core.vaults.create(owner, { name: 'vend-a', fallback: ['vend-b'] });
     await core.access.addVaultAgent(owner, 'vend-a', 'svc-bot');
     await core.secrets.put(owner, 'vend-b', 'VEND_GONE', { value: 'v-gone-1' });
     const g = await core.grants.create(owner, 'vend-a', { agent: 'svc-bot', secret: 'VEND_GONE', mode: 'read' });
     expect((await core.grants.vend(agent, 'VEND_GONE', 'vend-a')).value).toBe('v-gone-1');
-    await core.secrets.delete(owner, 'vend-b', 'VEND_GONE');
+    await core.vaults.update(owner, 'vend-a', { fallback: [] });
     expect(await fails(core.grants.vend(agent, 'VEND_GONE', 'vend-a'))).toMatchObject({ status: 404 });
     const [last] = (await core.audit.query(core.store, { action: 'secret.vend', limit: 1 })).items;
     expect(last).toMatchObject({ actor: 'agent:svc-bot', target: 'VEND_GONE', outcome: 'error', details: { grant: g.id, reason: 'secret_not_found' } });

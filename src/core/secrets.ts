@@ -270,12 +270,17 @@ export class Secrets {
 
   /**
    * After a secret left `vault` (deleted, migrated), inside the transaction: revokes the grants to
-   * it there, unless the name still resolves through the vault's fallback chain (a user's own key
-   * deleted so that the platform's serves: the grants go on to the one that serves now).
+   * it there and in every vault that reached it through its fallback chain, except where the name
+   * still resolves (a user's own key deleted so that the platform's serves: the grants go on to the
+   * one that serves now).
    */
   private async revokeGrantsIfGone(s: Store, ctx: OpContext, vault: VaultRow, name: string, reason: string, ev: AuditInput[]): Promise<number> {
-    if (await this.resolve(vault, name, undefined, s)) return 0;
-    return this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: name }, reason, ev);
+    const reaching = (await s.listVaults()).filter((o) => o.id !== vault.id && parseFallback(o).includes(vault.name));
+    let revoked = 0;
+    for (const v of [vault, ...reaching]) {
+      if (!(await this.resolve(v, name, undefined, s))) revoked += await this.core.grants.revokeIn(s, ctx, v, { kind: 'secret', target: name }, reason, ev);
+    }
+    return revoked;
   }
 
   /** Inside a caller's transaction: deletes the secret (all versions) if it exists, pushing `secret.delete`. */
