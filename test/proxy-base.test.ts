@@ -139,6 +139,12 @@ async function startUpstream(cert: string, key: string) {
   });
   server.on('upgrade', (req: IncomingMessage, sock, head) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    if (req.url === '/ws-refused') {
+      // an ordinary answer instead of 101, echoing the credential it was sent
+      const body = JSON.stringify({ error: `key ${req.headers.authorization} may not open sockets` });
+      sock.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-echo-auth: ${req.headers.authorization}\r\n\r\n${body}`);
+      return;
+    }
     sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nx-echo-auth: ${req.headers.authorization}\r\n\r\n`);
     if (head.length) sock.write(head);
     sock.pipe(sock); // echo
@@ -695,6 +701,27 @@ describeBackends('proxy base-URL mode', (ctx) => {
     await once(s2, 'close');
     expect(b2).toMatch(/^HTTP\/1\.1 401/);
     expect(b2.toLowerCase()).toContain('x-latchkey-error: token_required');
+  });
+
+  it('an upstream that refuses a WebSocket upgrade: the agent gets its answer (redacted), not a proxy error; audited with its status', async () => {
+    const s = netConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
+    await once(s, 'connect');
+    s.write(`GET /proxy/default/openai/ws-refused HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${agentToken}\r\n\r\n`);
+    let buf = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (buf += d));
+    await once(s, 'close');
+    const [head, body] = buf.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(head!.toLowerCase()).not.toContain('x-latchkey-error'); // the upstream's answer, not the proxy's
+    expect(head!.toLowerCase()).toContain('connection: close');
+    expect(Number(/content-length: (\d+)/i.exec(head!)![1])).toBe(Buffer.byteLength(body!, 'latin1'));
+    expect(JSON.parse(body!).error).toMatch(/^key Bearer \[REDACTED\**\] may not open sockets$/);
+    expect(buf).not.toContain(REAL);
+    expect(head).toContain('[REDACTED');
+    expect(up.seen.filter((x) => x.url === '/ws-refused').at(-1)!.headers.authorization).toBe(`Bearer ${REAL}`);
+    const ev = await eventually(async () => (await proxyEvents()).find((e) => e.details.path === '/ws-refused'), (e) => !!e);
+    expect(ev).toMatchObject({ actor: 'agent:proxy-bot', details: { status: 403, method: 'GET' } });
   });
 
   it('the official openai SDK works unmodified with its base URL at the proxy and the agent token as its key', async () => {

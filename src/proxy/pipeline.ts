@@ -732,16 +732,28 @@ export class ProxyPipeline {
       return;
     }
     const headers = upstreamRequestHeaders(req.rawHeaders, { token: t.token, inject: p.injection.headers });
+    if (!p.redactor.empty) setHeader(headers, 'accept-encoding', 'identity');
     const protocol = String(req.headers.upgrade ?? 'websocket');
-    let up: Dispatcher.UpgradeData;
+    let up: UpgradeOutcome;
     try {
-      // an Agent routes by origin (the type omits it)
-      const o = { origin: `${p.scheme}://${hostForUrl(p.host)}:${p.port}`, path: p.path, method, headers, protocol } as Dispatcher.UpgradeOptions;
-      up = await (await this.agent()).upgrade(o);
+      up = await upgradeOrAnswer(await this.agent(), { origin: `${p.scheme}://${hostForUrl(p.host)}:${p.port}`, path: p.path, method, headers, upgrade: protocol });
     } catch (err) {
       const pe = this.upstreamError(err, p.host);
       this.writeSocketError(socket, pe, t.mode);
       this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
+      return;
+    }
+    if (up.answer) {
+      // the upstream refused the upgrade with an ordinary answer (401, 426…): the agent gets it,
+      // redacted as any answer is, and the connection ends with it
+      const a = up.answer;
+      const body = p.redactor.redactBuffer(a.body);
+      const out = clientResponseHeaders(a.headers, p.redactor, ['content-length', 'transfer-encoding', 'content-encoding'], t.responseHeaders);
+      const lines = [`HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}`.trimEnd()];
+      for (const [k, v] of Object.entries(out)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
+      lines.push(`content-length: ${body.length}`, 'connection: close');
+      if (!socket.destroyed) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), body]));
+      this.record(facts, method, auditPath(t), a.status, started, requestId, t.clientIp, null);
       return;
     }
     const upSock = up.socket;
@@ -788,6 +800,49 @@ export class ProxyPipeline {
     }
     await this.audit.close();
   }
+}
+
+/** An upgrade's outcome: the upstream switched protocols, or answered as to any request (body kept whole, up to a cap). */
+type UpgradeOutcome =
+  | { answer: null; headers: Record<string, string | string[] | undefined>; socket: Duplex }
+  | { answer: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer } };
+
+/** What an upstream's refusal of an upgrade may hold (its answer is buffered to be redacted whole). */
+const MAX_REFUSAL_BYTES = 1024 * 1024;
+
+/**
+ * Asks the upstream to upgrade. undici's `upgrade()` turns an ordinary answer (a 401, a 426) into
+ * an error; this keeps it, so the agent sees what the upstream said.
+ */
+function upgradeOrAnswer(d: Dispatcher, o: { origin: string; path: string; method: string; headers: string[]; upgrade: string }): Promise<UpgradeOutcome> {
+  return new Promise((resolve, reject) => {
+    let answer: { status: number; headers: Record<string, string | string[] | undefined>; chunks: Buffer[]; size: number } | null = null;
+    const handler: Dispatcher.DispatchHandler = {
+      // (undici tells the handler API apart by this method; without it the handler is refused)
+      onRequestStart() {},
+      onRequestUpgrade(_c, _status, headers, socket) {
+        resolve({ answer: null, headers: headers as Record<string, string | string[] | undefined>, socket });
+      },
+      onResponseStart(_c, status, headers) {
+        answer = { status, headers: headers as Record<string, string | string[] | undefined>, chunks: [], size: 0 };
+      },
+      onResponseData(c, chunk) {
+        if (!answer) return;
+        answer.size += chunk.length;
+        if (answer.size > MAX_REFUSAL_BYTES) c.abort(new Error(`the upstream's answer to the upgrade is over ${MAX_REFUSAL_BYTES} bytes`));
+        else answer.chunks.push(chunk);
+      },
+      onResponseEnd() {
+        if (!answer) return reject(new Error('the upstream ended the upgrade without an answer'));
+        resolve({ answer: { status: answer.status, headers: answer.headers, body: Buffer.concat(answer.chunks) } });
+      },
+      onResponseError(_c, err) {
+        reject(err);
+      },
+    };
+    // an Agent routes by origin (the type omits it)
+    d.dispatch({ ...o, method: o.method as Dispatcher.HttpMethod } as Dispatcher.DispatchOptions, handler);
+  });
 }
 
 /**

@@ -106,6 +106,15 @@ export class Redactor {
     return out;
   }
 
+  /** A whole body with every occurrence masked (a copy when anything is; never alters `buf`). */
+  redactBuffer(buf: Buffer): Buffer {
+    const ranges = this.ranges(buf);
+    if (!ranges) return buf;
+    const out = Buffer.from(buf);
+    for (const [a, b] of ranges) maskFor(b - a).copy(out, a);
+    return out;
+  }
+
   /** Length of the longest proper tail of `buf` that begins some needle (at most maxLen - 1). */
   holdback(buf: Buffer): number {
     const max = Math.min(this.maxLen - 1, buf.length);
