@@ -382,6 +382,13 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(byEmail.length).toBe(5);
     expect(byEmail.every((e) => e.actor === 'user:a@b.c')).toBe(true);
     expect((await cli(['audit', '--since', 'yesterday'])).code).toBe(2);
+    // --vault defaults to LATCHKEY_VAULT when that is set; --all-vaults looks past it
+    const vaultsOf = async (args: string[], extra: Record<string, string | undefined>) =>
+      new Set((JSON.parse((await cli(['audit', '--limit', '1000', '--json', ...args], { env: extra })).stdout) as { vault: string | null }[]).map((e) => e.vault));
+    expect(await vaultsOf([], { LATCHKEY_VAULT: 'default' })).toEqual(new Set(['default']));
+    expect((await vaultsOf(['--all-vaults'], { LATCHKEY_VAULT: 'default' })).size).toBeGreaterThan(1);
+    expect((await vaultsOf([], { LATCHKEY_VAULT: undefined })).size).toBeGreaterThan(1);
+    expect((await cli(['audit', '--vault', 'default', '--all-vaults'])).code).toBe(2);
   });
 
   it('audit verify; checkpoint -o FILE (0600) then verify --checkpoint FILE; a forged checkpoint fails', async () => {

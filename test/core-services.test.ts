@@ -280,6 +280,37 @@ describeBackends('core.services', (ctx) => {
     expect((await core.audit.query(core.store, { action: 'vault.delete', limit: 1000 })).items.filter((e) => e.target === 'race-vault').length).toBe(1);
   });
 
+  it('a migration racing a create of the same name in the target vault: one lands, the other adapts (409, or a new version); never a 500, never two', async () => {
+    await core.vaults.create(owner, { name: 'migrace-from' });
+    await core.vaults.create(owner, { name: 'migrace-to' });
+    const fromId = (await core.vaults.require('migrace-from')).id;
+    const seen = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const key = `MIG_RACE_${i}`;
+      await core.secrets.put(owner, 'migrace-from', key, { value: 'moved' });
+      const [m, p] = await Promise.allSettled([
+        core.secrets.migrate(owner, 'migrace-from', key, { to: 'migrace-to' }),
+        core.secrets.put(owner, 'migrace-to', key, { value: 'made' }),
+      ]);
+      expect(p.status, String((p as PromiseRejectedResult).reason)).toBe('fulfilled'); // a PUT creates or adds a version
+      const put = (p as PromiseFulfilledResult<{ created: boolean }>).value;
+      const left = await core.store.getSecret(fromId, key);
+      expect((await core.secrets.read(owner, 'migrace-to', key)).value).toBe('made');
+      if (m.status === 'fulfilled') {
+        seen.add('migrated first');
+        expect(left).toBeNull();
+        expect(put.created).toBe(false);
+        expect((await core.secrets.get(owner, 'migrace-to', key)).versions.length).toBe(2);
+      } else {
+        seen.add('created first');
+        expect(m.reason).toMatchObject({ status: 409, code: 'secret_exists' });
+        expect(left).not.toBeNull();
+        expect(put.created).toBe(true);
+      }
+    }
+    expect(seen.size).toBeGreaterThanOrEqual(1);
+  });
+
   it('rotate-all running beside rotations, deletes and puts of the same secrets neither deadlocks nor fails (one lock order)', async () => {
     await core.vaults.create(owner, { name: 'lock-order' });
     const names = Array.from({ length: 300 }, (_, i) => `LO_${String(i).padStart(3, '0')}`);

@@ -12,6 +12,7 @@ interface QueryOpts {
   agent?: string;
   secret?: string;
   vault?: string;
+  allVaults?: boolean;
   outcome?: string;
   since?: string;
   until?: string;
@@ -58,7 +59,8 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
     .option('--actor <actor>', 'user:<email>, agent:<name> or system')
     .option('--agent <name>', 'events by or about this agent (its actions, creation, token, revocation, grants)')
     .option('--secret <name>', 'events about this secret')
-    .option('--vault <name>', 'events in this vault')
+    .option('--vault <name>', 'events in this vault (default: $LATCHKEY_VAULT when set)')
+    .option('--all-vaults', 'every vault, even when LATCHKEY_VAULT is set')
     .option('--outcome <outcome>', 'ok | denied | error')
     .option('--since <time>', 'ISO time or a duration back from now (30m, 1h, 7d)', (v) => parseTime(v))
     .option('--until <time>', 'ISO time or a duration back from now (30m, 1h, 7d)', (v) => parseTime(v))
@@ -68,9 +70,12 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
     .action(async (opts: QueryOpts, cmd: Command) => {
       if (opts.outcome && !OUTCOMES.includes(opts.outcome)) throw usage(`--outcome must be one of ${OUTCOMES.join(', ')}`);
       if (opts.actor && opts.agent) throw usage('give either --actor or --agent, not both');
+      if (opts.vault && opts.allVaults) throw usage('give either --vault or --all-vaults, not both');
       const client = clientFor(cmd);
+      // like every command's --vault, it defaults to LATCHKEY_VAULT (here only when that is set)
+      const vault = opts.allVaults ? undefined : opts.vault || process.env.LATCHKEY_VAULT || undefined;
       const q: AuditQuery = {
-        action: opts.action, actor: actorFilter(opts.actor), agent: opts.agent, secret: opts.secret, vault: opts.vault,
+        action: opts.action, actor: actorFilter(opts.actor), agent: opts.agent, secret: opts.secret, vault,
         outcome: opts.outcome, since: opts.since, until: opts.until, q: opts.search,
       };
       const items = await collectPages((cursor, limit) => client.audit({ ...q, limit, cursor }), opts.limit);
