@@ -9,6 +9,7 @@
  * pointed at the proxy.
  */
 import { once } from 'node:events';
+import { gzipSync } from 'node:zlib';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -139,10 +140,13 @@ async function startUpstream(cert: string, key: string) {
   });
   server.on('upgrade', (req: IncomingMessage, sock, head) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
-    if (req.url === '/ws-refused') {
-      // an ordinary answer instead of 101, echoing the credential it was sent
-      const body = JSON.stringify({ error: `key ${req.headers.authorization} may not open sockets` });
-      sock.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-echo-auth: ${req.headers.authorization}\r\n\r\n${body}`);
+    if (req.url?.startsWith('/ws-refused')) {
+      // an ordinary answer instead of 101, echoing the credential it was sent (compressed, when asked
+      // by ?enc=: gzip is decoded and redacted, an encoding the proxy cannot read is refused)
+      const enc = new URL(req.url, 'http://x').searchParams.get('enc');
+      const text = JSON.stringify({ error: `key ${req.headers.authorization} may not open sockets` });
+      const body = enc === 'gzip' ? gzipSync(text) : Buffer.from(text);
+      sock.end(Buffer.concat([Buffer.from(`HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n${enc ? `content-encoding: ${enc}\r\n` : ''}content-length: ${body.length}\r\nx-echo-auth: ${req.headers.authorization}\r\n\r\n`), body]));
       return;
     }
     sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nx-echo-auth: ${req.headers.authorization}\r\n\r\n`);
@@ -704,22 +708,33 @@ describeBackends('proxy base-URL mode', (ctx) => {
   });
 
   it('an upstream that refuses a WebSocket upgrade: the agent gets its answer (redacted), not a proxy error; audited with its status', async () => {
-    const s = netConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
-    await once(s, 'connect');
-    s.write(`GET /proxy/default/openai/ws-refused HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${agentToken}\r\n\r\n`);
-    let buf = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => (buf += d));
-    await once(s, 'close');
-    const [head, body] = buf.split('\r\n\r\n');
-    expect(head).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
-    expect(head!.toLowerCase()).not.toContain('x-latchkey-error'); // the upstream's answer, not the proxy's
-    expect(head!.toLowerCase()).toContain('connection: close');
-    expect(Number(/content-length: (\d+)/i.exec(head!)![1])).toBe(Buffer.byteLength(body!, 'latin1'));
-    expect(JSON.parse(body!).error).toMatch(/^key Bearer \[REDACTED\**\] may not open sockets$/);
-    expect(buf).not.toContain(REAL);
-    expect(head).toContain('[REDACTED');
-    expect(up.seen.filter((x) => x.url === '/ws-refused').at(-1)!.headers.authorization).toBe(`Bearer ${REAL}`);
+    const refusedUpgrade = async (path: string) => {
+      const s = netConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
+      await once(s, 'connect');
+      s.write(`GET /proxy/default/openai${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${agentToken}\r\n\r\n`);
+      let buf = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (buf += d));
+      await once(s, 'close');
+      const [head, body] = buf.split('\r\n\r\n');
+      expect(buf).not.toContain(REAL);
+      return { head: head!, body: body! };
+    };
+    for (const path of ['/ws-refused', '/ws-refused?enc=gzip']) {
+      const { head, body } = await refusedUpgrade(path);
+      expect(head, path).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+      expect(head.toLowerCase()).not.toContain('x-latchkey-error'); // the upstream's answer, not the proxy's
+      expect(head.toLowerCase()).not.toContain('content-encoding'); // decoded to be redacted
+      expect(head.toLowerCase()).toContain('connection: close');
+      expect(Number(/content-length: (\d+)/i.exec(head)![1])).toBe(Buffer.byteLength(body, 'latin1'));
+      expect(JSON.parse(body).error).toMatch(/^key Bearer \[REDACTED\**\] may not open sockets$/);
+      expect(head).toContain('[REDACTED');
+      expect(up.seen.filter((x) => x.url === path).at(-1)!.headers.authorization).toBe(`Bearer ${REAL}`);
+    }
+    // an encoding the proxy cannot decode is not passed on unread
+    const unreadable = await refusedUpgrade('/ws-refused?enc=zstd');
+    expect(unreadable.head).toMatch(/^HTTP\/1\.1 502 /);
+    expect(unreadable.head.toLowerCase()).toContain('x-latchkey-error: upstream_encoding');
     const ev = await eventually(async () => (await proxyEvents()).find((e) => e.details.path === '/ws-refused'), (e) => !!e);
     expect(ev).toMatchObject({ actor: 'agent:proxy-bot', details: { status: 403, method: 'GET' } });
   });

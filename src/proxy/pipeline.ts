@@ -19,7 +19,7 @@ import { STATUS_CODES } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex, Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { brotliDecompressSync, createBrotliDecompress, createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
 import type { Agent, Dispatcher } from 'undici';
 import type { Core } from '../core/core.js';
 import { LatchkeyError } from '../core/errors.js';
@@ -747,8 +747,23 @@ export class ProxyPipeline {
       // the upstream refused the upgrade with an ordinary answer (401, 426…): the agent gets it,
       // redacted as any answer is, and the connection ends with it
       const a = up.answer;
-      const body = p.redactor.redactBuffer(a.body);
-      const out = clientResponseHeaders(a.headers, p.redactor, ['content-length', 'transfer-encoding', 'content-encoding'], t.responseHeaders);
+      const drop = ['content-length', 'transfer-encoding'];
+      let plain = a.body;
+      const enc = String(a.headers['content-encoding'] ?? '').trim().toLowerCase();
+      if (!p.redactor.empty && enc && enc !== 'identity') {
+        // asked for identity, got a compressed body anyway: decode it so it can be redacted
+        const decoded = decodeWhole(enc, plain);
+        if (!decoded) {
+          const pe = new ProxyError(502, 'upstream_encoding', `the upstream answered with content-encoding ${enc.slice(0, 40)}, which the proxy cannot redact`);
+          this.writeSocketError(socket, pe, t.mode);
+          this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
+          return;
+        }
+        plain = decoded;
+        drop.push('content-encoding');
+      }
+      const body = p.redactor.redactBuffer(plain);
+      const out = clientResponseHeaders(a.headers, p.redactor, drop, t.responseHeaders);
       const lines = [`HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}`.trimEnd()];
       for (const [k, v] of Object.entries(out)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
       lines.push(`content-length: ${body.length}`, 'connection: close');
@@ -809,6 +824,19 @@ type UpgradeOutcome =
 
 /** What an upstream's refusal of an upgrade may hold (its answer is buffered to be redacted whole). */
 const MAX_REFUSAL_BYTES = 1024 * 1024;
+
+/** A whole compressed body decoded (at most 8 × MAX_REFUSAL_BYTES), or null: an unknown encoding, or it does not decode. */
+function decodeWhole(encoding: string, body: Buffer): Buffer | null {
+  const limit = { maxOutputLength: 8 * MAX_REFUSAL_BYTES };
+  try {
+    if (encoding === 'gzip' || encoding === 'x-gzip') return gunzipSync(body, limit);
+    if (encoding === 'deflate') return inflateSync(body, limit);
+    if (encoding === 'br') return brotliDecompressSync(body, limit);
+  } catch {
+    return null;
+  }
+  return null;
+}
 
 /**
  * Asks the upstream to upgrade. undici's `upgrade()` turns an ordinary answer (a 401, a 426) into
