@@ -11,6 +11,7 @@ import { mintToken } from '../src/crypto/tokens.js';
 import { blobKekVersion } from '../src/crypto/keyring.js';
 import { InstanceCa } from '../src/proxy/ca.js';
 import { describeBackends } from './helpers/backends.js';
+import { openRaw } from './helpers/raw-sql.js';
 
 const MASTER = '5a'.repeat(32);
 const AGENT_VALUE = 'tok_agent_generated_7f3a9';
@@ -328,6 +329,16 @@ describeBackends('core.proposals', (ctx) => {
     await core.store.transitionProposal(expiring.id, { status: 'pending', expires_at: new Date(Date.now() - 1000).toISOString() });
     expect(await core.proposals.expireDue()).toBeGreaterThanOrEqual(1);
     expect(await core.store.getProposal(expiring.id)).toMatchObject({ status: 'expired', sealed_values: null });
+    // values left on a proposal decided before they were dropped on decision go with the sweep
+    const raw = await openRaw(ctx);
+    try {
+      await raw.run('update proposals set sealed_values = ? where id = ?', [Buffer.from('legacy-sealed-bytes'), rejected.id]);
+    } finally {
+      await raw.close();
+    }
+    expect(await sealedOf(rejected.id)).toBeTruthy();
+    await core.proposals.expireDue();
+    expect(await sealedOf(rejected.id)).toBeNull();
     // one still pending and in time keeps its values, and they still open
     expect(await core.store.getProposal(staying.id)).toMatchObject({ status: 'pending' });
     expect(await sealedOf(staying.id)).toBeTruthy();

@@ -108,9 +108,12 @@ const SLOT_FIELDS = ['action', 'key', 'description', 'obtain', 'obtain_instructi
 export class Proposals {
   constructor(private readonly core: Core) {}
 
-  /** Marks pending proposals past their expiry `expired`, dropping their sealed values (run by the server periodically). */
-  expireDue(now = new Date()): Promise<number> {
-    return this.core.store.expireProposals(now.toISOString());
+  /**
+   * Marks pending proposals past their expiry `expired` and drops the sealed values of every
+   * decided one (run by the server at start and periodically); returns how many it expired.
+   */
+  expireDue(now = new Date(), s = this.core.store): Promise<number> {
+    return s.sweepProposals(now.toISOString());
   }
 
   // ---- create

@@ -5,7 +5,7 @@
  */
 import { newId } from '../crypto/tokens.js';
 import type { SecretRow, SecretWithCurrent, Store, VaultRow, VersionRow } from '../store/store.js';
-import { UniqueViolation } from '../store/store.js';
+import { TAG_RE, UniqueViolation } from '../store/store.js';
 import type { AuditInput } from './audit.js';
 import type { Core } from './core.js';
 import { conflict, invalid, LatchkeyError, notFound } from './errors.js';
@@ -74,7 +74,6 @@ export interface RotateAllResult {
   done: boolean;
 }
 
-const TAG_RE = /^[A-Za-z0-9_.:-]+$/;
 const ROTATE_BATCH = 500;
 /** Versions are 32-bit integers in the database (PostgreSQL refuses a larger number outright). */
 export const MAX_VERSION = 2_147_483_647;
@@ -275,6 +274,9 @@ export class Secrets {
    * one that serves now).
    */
   private async revokeGrantsIfGone(s: Store, ctx: OpContext, vault: VaultRow, name: string, reason: string, ev: AuditInput[]): Promise<number> {
+    // two such removals at once (the name in two vaults of one chain) would each still see the
+    // other's copy and revoke nothing: they take turns, each seeing what the other committed
+    await s.lockSecretName(name);
     const reaching = (await s.listVaults()).filter((o) => o.id !== vault.id && parseFallback(o).includes(vault.name));
     let revoked = 0;
     for (const v of [vault, ...reaching]) {

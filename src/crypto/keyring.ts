@@ -57,7 +57,6 @@ export function valueAad(vaultId: string, secretId: string, version: number): Bu
   return aad('latchkey', 'value', vaultId, secretId, version);
 }
 
-/** The KEK version a sealBlob() result was sealed under (to load newer keys before opening). */
 /** A sealBlob blob's parts (layout: u32 kek_version | u16 wrapped-DEK length | wrapped DEK | ciphertext). */
 function parseBlob(sealed: Uint8Array): { kekVersion: number; wrapped: Buffer; ciphertext: Buffer } {
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
@@ -67,6 +66,7 @@ function parseBlob(sealed: Uint8Array): { kekVersion: number; wrapped: Buffer; c
   return { kekVersion: buf.readUInt32BE(0), wrapped: buf.subarray(6, 6 + n), ciphertext: buf.subarray(6 + n) };
 }
 
+/** The KEK version a sealBlob() result was sealed under (to load newer keys before opening). */
 export function blobKekVersion(sealed: Uint8Array): number {
   return sealed.length >= 4 ? Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length).readUInt32BE(0) : 0;
 }

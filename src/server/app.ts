@@ -41,6 +41,9 @@ export interface AppOptions {
 }
 
 /** Headers that carry credentials: never logged. */
+/** Longest path segment the router matches (longer ones are 414 `uri_too_long`). */
+const MAX_PARAM_LENGTH = 512;
+
 export const REDACT_PATHS = [
   'req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers["x-latchkey-token"]', 'req.headers.cookie',
   'req.headers["proxy-authorization"]', 'res.headers["set-cookie"]',
@@ -90,7 +93,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     // secret names run to 128 characters (more once percent-encoded); router errors as problem+json
-    routerOptions: { maxParamLength: 512 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // unparseable requests (the base-URL proxy's too) get a problem answer marked X-Latchkey-Error
     clientErrorHandler: answerClientError,
     frameworkErrors: (err: Error, req: { id: string }, reply: Parameters<typeof sendProblem>[0]) => sendProblem(reply, toProblem(err, req.id)),
@@ -113,7 +116,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     if (route.url.startsWith('/v1/')) {
       for (const m of [route.method].flat()) {
         let r = apiMethods.get(m);
-        if (!r) apiMethods.set(m, (r = FindMyWay()));
+        if (!r) apiMethods.set(m, (r = FindMyWay({ maxParamLength: MAX_PARAM_LENGTH })));
         r.on('GET', route.url, () => undefined);
       }
     }

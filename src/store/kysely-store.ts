@@ -11,7 +11,7 @@ import type {
   AuditHead, AuditQuery, AuditRow, KeyRow, SecretListQuery, SecretRow, SecretWithCurrent, Store, TokenRow,
   UserRow, VaultRow, VersionRow,
 } from './store.js';
-import { AuditHeadMissing, GRANT_PAGE, TransactionConflict, UniqueViolation } from './store.js';
+import { AuditHeadMissing, GRANT_PAGE, TAG_RE, TransactionConflict, UniqueViolation } from './store.js';
 import { classify, type ReadCache, type StatementKind } from './read-cache.js';
 
 type Exec = Kysely<DB> | Transaction<DB>;
@@ -313,6 +313,11 @@ export class KyselyStore implements Store {
     return (await this.forUpdate(this.db.selectFrom('secrets').selectAll().where('vault_id', '=', vaultId).where('name', '=', name), 'lockSecret').executeTakeFirst()) ?? null;
   }
 
+  async lockSecretName(name: string): Promise<void> {
+    if (this.backend !== 'postgres' || !this.inTx) return;
+    await sql`select pg_advisory_xact_lock(hashtext(${`latchkey:secret-name:${name}`}))`.execute(this.db);
+  }
+
   async getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null> {
     const r = await this.r.selectFrom('secrets as s')
       .innerJoin('secret_versions as v', 'v.secret_id', 's.id')
@@ -360,7 +365,7 @@ export class KyselyStore implements Store {
       const op = this.backend === 'postgres' ? 'ilike' : 'like';
       // tags are a JSON array of [A-Za-z0-9_.:-] words: searched as text only for a q of those
       // characters, which can never match the array's own quotes and commas
-      const inTags = !q.namesOnly && /^[A-Za-z0-9_.:-]+$/.test(q.q);
+      const inTags = !q.namesOnly && TAG_RE.test(q.q);
       query = query.where((eb) => eb.or([
         eb(sql`name`, op, sql`${like} escape '\\'`),
         ...(q.namesOnly ? [] : [eb(sql`coalesce(description, '')`, op, sql`${like} escape '\\'`)]),
@@ -804,8 +809,9 @@ export class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async expireProposals(now: string): Promise<number> {
+  async sweepProposals(now: string): Promise<number> {
     const r = await this.db.updateTable('proposals').set({ status: 'expired', sealed_values: null }).where('status', '=', 'pending').where('expires_at', '<=', now).executeTakeFirst();
+    await this.db.updateTable('proposals').set({ sealed_values: null }).where('status', '<>', 'pending').where('sealed_values', 'is not', null).execute();
     return Number(r.numUpdatedRows);
   }
 

@@ -106,6 +106,11 @@ export interface Store {
    * starts here, so concurrent changes queue instead of failing or repeating.
    */
   lockSecret(vaultId: string, name: string): Promise<SecretRow | null>;
+  /**
+   * Inside a transaction, until it ends: one holder at a time for a secret name across every vault
+   * (PostgreSQL: an advisory lock; SQLite's single writer is that already). Taken after the row lock.
+   */
+  lockSecretName(name: string): Promise<void>;
   /** The secret with its current version, or a given one: the read hot path, one query. */
   getSecretValueRow(vaultId: string, name: string, version?: number): Promise<SecretWithCurrent | null>;
   /** Vault, secret and version by vault name in one query (the read hot path); null if any is missing. */
@@ -199,11 +204,17 @@ export interface Store {
   getProposal(id: string): Promise<ProposalRow | null>;
   getProposalByApprovalHash(hash: string): Promise<ProposalRow | null>;
   listProposals(filter: { vaultId?: string; agentId?: string; status?: string }): Promise<ProposalRow[]>;
-  /** pending -> approved/rejected/expired exactly once: false when another decision got there first. */
-  /** Changes a pending proposal (false when it no longer is); leaving `pending` drops its sealed values. */
+  /**
+   * Changes a pending proposal; false when it no longer is (pending -> approved/rejected/expired
+   * happens exactly once). Leaving `pending` drops its sealed values.
+   */
   transitionProposal(id: string, patch: Partial<ProposalRow> & { status: string }): Promise<boolean>;
-  /** Marks pending proposals past their expiry `expired` and drops their sealed values; how many. */
-  expireProposals(now: string): Promise<number>;
+  /**
+   * Marks pending proposals past their expiry `expired`, and drops the sealed values of every
+   * proposal that is not pending (also those decided before values were dropped on decision);
+   * returns how many it expired.
+   */
+  sweepProposals(now: string): Promise<number>;
   /** A pending proposal's values re-sealed (key rewrap); false when it was no longer pending. */
   updateProposalSeal(id: string, sealed: Uint8Array): Promise<boolean>;
 
@@ -252,6 +263,9 @@ export class TransactionConflict extends Error {
 /** The audit chain's head row is gone (the database was altered by hand): `audit verify` reports it. */
 /** listGrants returns at most this many rows. */
 export const GRANT_PAGE = 1000;
+
+/** What a secret's tag may be made of (the tags column holds a JSON array of such words). */
+export const TAG_RE = /^[A-Za-z0-9_.:-]+$/;
 
 export class AuditHeadMissing extends Error {
   constructor() {
