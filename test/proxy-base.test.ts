@@ -143,8 +143,10 @@ async function startUpstream(cert: string, key: string) {
     if (req.url?.startsWith('/ws-refused')) {
       // an ordinary answer instead of 101, echoing the credential it was sent (compressed, when asked
       // by ?enc=: gzip is decoded and redacted, an encoding the proxy cannot read is refused)
-      const enc = new URL(req.url, 'http://x').searchParams.get('enc');
-      const text = JSON.stringify({ error: `key ${req.headers.authorization} may not open sockets` });
+      const q = new URL(req.url, 'http://x').searchParams;
+      // ?enc=echo names the credential itself as the encoding; ?big=1 answers with 2 MiB
+      const enc = q.get('enc') === 'echo' ? String(req.headers.authorization).split(' ')[1] : q.get('enc');
+      const text = q.get('big') ? 'x'.repeat(2 * 1024 * 1024) : JSON.stringify({ error: `key ${req.headers.authorization} may not open sockets` });
       const body = enc === 'gzip' ? gzipSync(text) : Buffer.from(text);
       sock.end(Buffer.concat([Buffer.from(`HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n${enc ? `content-encoding: ${enc}\r\n` : ''}content-length: ${body.length}\r\nx-echo-auth: ${req.headers.authorization}\r\n\r\n`), body]));
       return;
@@ -731,10 +733,16 @@ describeBackends('proxy base-URL mode', (ctx) => {
       expect(head).toContain('[REDACTED');
       expect(up.seen.filter((x) => x.url === path).at(-1)!.headers.authorization).toBe(`Bearer ${REAL}`);
     }
-    // an encoding the proxy cannot decode is not passed on unread
-    const unreadable = await refusedUpgrade('/ws-refused?enc=zstd');
-    expect(unreadable.head).toMatch(/^HTTP\/1\.1 502 /);
-    expect(unreadable.head.toLowerCase()).toContain('x-latchkey-error: upstream_encoding');
+    // an encoding the proxy cannot decode is not passed on unread, nor quoted unredacted
+    for (const enc of ['zstd', 'echo']) {
+      const unreadable = await refusedUpgrade(`/ws-refused?enc=${enc}`);
+      expect(unreadable.head, enc).toMatch(/^HTTP\/1\.1 502 /);
+      expect(unreadable.head.toLowerCase()).toContain('x-latchkey-error: upstream_encoding');
+    }
+    // an answer larger than the proxy holds to redact: a 502 of its own, not "could not be reached"
+    const big = await refusedUpgrade('/ws-refused?big=1');
+    expect(big.head).toMatch(/^HTTP\/1\.1 502 /);
+    expect(big.head.toLowerCase()).toContain('x-latchkey-error: upstream_answer_too_large');
     const ev = await eventually(async () => (await proxyEvents()).find((e) => e.details.path === '/ws-refused'), (e) => !!e);
     expect(ev).toMatchObject({ actor: 'agent:proxy-bot', details: { status: 403, method: 'GET' } });
   });

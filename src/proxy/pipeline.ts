@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex, Readable, Transform } from 'node:stream';
@@ -556,17 +556,16 @@ export class ProxyPipeline {
     const body: Readable = up.body;
     const stages: Transform[] = [];
     const drop: string[] = [];
-    const enc = up.headers['content-encoding'];
-    const encoding = enc === undefined ? '' : String(enc).trim().toLowerCase();
+    const encoding = encodingOf(up.headers);
     if (!p.redactor.empty && encoding && encoding !== 'identity') {
       // asked for identity, got a compressed body anyway: decode it so it can be redacted
-      const dec = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip() : encoding === 'deflate' ? createInflate() : encoding === 'br' ? createBrotliDecompress() : null;
+      const dec = DECODERS[encoding]?.stream() ?? null;
       if (!dec) {
         // undici errors the abandoned body (UND_ERR_ABORTED): with no listener that killed the process
         body.on('error', () => {});
         body.destroy();
         res.off('close', onClose);
-        const pe = new ProxyError(502, 'upstream_encoding', `the upstream answered with content-encoding ${encoding.slice(0, 40)}, which the proxy cannot redact`);
+        const pe = unreadableEncoding(encoding, p.redactor);
         this.sendError(res, pe, requestId, t.responseHeaders);
         this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
         return;
@@ -738,7 +737,9 @@ export class ProxyPipeline {
     try {
       up = await upgradeOrAnswer(await this.agent(), { origin: `${p.scheme}://${hostForUrl(p.host)}:${p.port}`, path: p.path, method, headers, upgrade: protocol });
     } catch (err) {
-      const pe = this.upstreamError(err, p.host);
+      const pe = err instanceof AnswerTooLarge
+        ? new ProxyError(502, 'upstream_answer_too_large', `the upstream refused the upgrade with an answer over ${MAX_REFUSAL_BYTES} bytes, more than the proxy holds to redact`)
+        : this.upstreamError(err, p.host);
       this.writeSocketError(socket, pe, t.mode);
       this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
       return;
@@ -749,12 +750,12 @@ export class ProxyPipeline {
       const a = up.answer;
       const drop = ['content-length', 'transfer-encoding'];
       let plain = a.body;
-      const enc = String(a.headers['content-encoding'] ?? '').trim().toLowerCase();
+      const enc = encodingOf(a.headers);
       if (!p.redactor.empty && enc && enc !== 'identity') {
         // asked for identity, got a compressed body anyway: decode it so it can be redacted
         const decoded = decodeWhole(enc, plain);
         if (!decoded) {
-          const pe = new ProxyError(502, 'upstream_encoding', `the upstream answered with content-encoding ${enc.slice(0, 40)}, which the proxy cannot redact`);
+          const pe = unreadableEncoding(enc, p.redactor);
           this.writeSocketError(socket, pe, t.mode);
           this.record(facts, method, auditPath(t), pe.status, started, requestId, t.clientIp, pe.code);
           return;
@@ -825,17 +826,33 @@ type UpgradeOutcome =
 /** What an upstream's refusal of an upgrade may hold (its answer is buffered to be redacted whole). */
 const MAX_REFUSAL_BYTES = 1024 * 1024;
 
+class AnswerTooLarge extends Error {}
+
+/** The content encodings the proxy can decode to redact: as a stream, and a whole (bounded) body. */
+const DECODERS: Readonly<Record<string, { stream: () => Transform; whole: (b: Buffer, o: { maxOutputLength: number }) => Buffer }>> = {
+  gzip: { stream: createGunzip, whole: gunzipSync },
+  'x-gzip': { stream: createGunzip, whole: gunzipSync },
+  deflate: { stream: createInflate, whole: inflateSync },
+  br: { stream: createBrotliDecompress, whole: brotliDecompressSync },
+};
+
+function encodingOf(headers: Record<string, string | string[] | undefined> | IncomingHttpHeaders): string {
+  const e = headers['content-encoding'];
+  return e === undefined ? '' : String(e).trim().toLowerCase();
+}
+
+/** 502 for an answer in an encoding the proxy cannot read; the upstream's text is redacted before it is quoted. */
+function unreadableEncoding(encoding: string, redactor: Redactor): ProxyError {
+  return new ProxyError(502, 'upstream_encoding', `the upstream answered with content-encoding ${redactor.redactString(encoding).slice(0, 40)}, which the proxy cannot redact`);
+}
+
 /** A whole compressed body decoded (at most 8 × MAX_REFUSAL_BYTES), or null: an unknown encoding, or it does not decode. */
 function decodeWhole(encoding: string, body: Buffer): Buffer | null {
-  const limit = { maxOutputLength: 8 * MAX_REFUSAL_BYTES };
   try {
-    if (encoding === 'gzip' || encoding === 'x-gzip') return gunzipSync(body, limit);
-    if (encoding === 'deflate') return inflateSync(body, limit);
-    if (encoding === 'br') return brotliDecompressSync(body, limit);
+    return DECODERS[encoding]?.whole(body, { maxOutputLength: 8 * MAX_REFUSAL_BYTES }) ?? null;
   } catch {
     return null;
   }
-  return null;
 }
 
 /**
@@ -857,7 +874,7 @@ function upgradeOrAnswer(d: Dispatcher, o: { origin: string; path: string; metho
       onResponseData(c, chunk) {
         if (!answer) return;
         answer.size += chunk.length;
-        if (answer.size > MAX_REFUSAL_BYTES) c.abort(new Error(`the upstream's answer to the upgrade is over ${MAX_REFUSAL_BYTES} bytes`));
+        if (answer.size > MAX_REFUSAL_BYTES) c.abort(new AnswerTooLarge(`the upstream's answer to the upgrade is over ${MAX_REFUSAL_BYTES} bytes`));
         else answer.chunks.push(chunk);
       },
       onResponseEnd() {
