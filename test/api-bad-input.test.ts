@@ -152,9 +152,14 @@ describeBackends('API bad input', (ctx) => {
     expect((await refused(405, 'method_not_allowed', null, 'PUT', '/v1/vaults/default/rotate-all', { body: {} })).allow).toBe('POST');
     expect((await refused(405, 'method_not_allowed', null, 'PATCH', '/v1/vaults/default/secrets/EXISTING', { body: {} })).allow).toBe('DELETE, GET, HEAD, PUT');
     expect((await refused(404, 'route_not_found', null, 'DELETE', '/v1/vaults/default/secrets/EXISTING/nothing')).allow).toBeNull();
-    // an unknown method on a known path, and a known path without a token: still authenticated first
-    expect((await call('POST', '/v1/vaults/default/rotate-all', { token: null })).status).toBe(401);
-    expect((await call('DELETE', '/v1/status', { token: null })).status).toBe(401);
+    // without a token: a path that needs one is 401 whatever the method (no Allow: nothing about it
+    // is told), a public one (health, the CA) is told its methods
+    for (const [method, path] of [['POST', '/v1/vaults/default/rotate-all'], ['DELETE', '/v1/status'], ['PUT', '/v1/nothing-here']] as const) {
+      const r = await call(method, path, { token: null });
+      expect([r.status, r.allow], `${method} ${path}`).toEqual([401, null]);
+    }
+    expect(await call('POST', '/v1/health', { token: null })).toMatchObject({ status: 405, allow: 'GET, HEAD', json: { code: 'method_not_allowed' } });
+    expect(await call('DELETE', '/v1/ca.pem', { token: null })).toMatchObject({ status: 405, allow: 'GET, HEAD' });
   });
 
   it('body syntax: malformed JSON, wrong content types, reserved keys, deep nesting, over the body limit', async () => {

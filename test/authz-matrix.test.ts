@@ -540,6 +540,7 @@ describeBackends('authorization matrix', (ctx) => {
     const all = await ok('GET', '/v1/status', owner());
     expect(all.location).toEqual(expect.any(String));
     expect(all.audit).toMatchObject({ seq: expect.any(Number), hash: expect.any(String), events: expect.any(Number) });
+    expect(all.key).toMatchObject({ kek_version: expect.any(Number), master_key_source: expect.any(String) });
     const allVaults = (await ok('GET', '/v1/vaults', owner())).items as Array<{ name: string; secrets: number }>;
     expect(all).toMatchObject({ vaults: allVaults.length, secrets: allVaults.reduce((a, v) => a + v.secrets, 0) });
     for (const who of ['member', 'otherAdmin'] as const) {
@@ -551,6 +552,7 @@ describeBackends('authorization matrix', (ctx) => {
       expect(Object.values(mine.by_category as Record<string, number>).reduce((a, n) => a + n, 0), who).toBe(mine.secrets);
       expect(mine, who).not.toHaveProperty('location');
       expect(mine, who).not.toHaveProperty('audit');
+      expect(mine, who).not.toHaveProperty('key');
     }
   });
 

@@ -163,12 +163,20 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
   it('login on a terminal asks for the email and, without echo, the password; without one it says what to give', async () => {
     const terminalLogin = (config: string, answers: Array<[RegExp, string]>) => runInTerminal(['login'], { ...base, LATCHKEY_CONFIG: config }, answers);
     const config = join(home, 'bob-terminal', 'config.json');
-    const r = await terminalLogin(config, [[/Email: $/, 'bob@example.com'], [/Password: $/, 'bob password 1234']]);
+    // typed with a slip: Ctrl-U clears the line, an arrow key is ignored (not part of the password)
+    const r = await terminalLogin(config, [[/Email: $/, 'bob@example.com'], [/Password: $/, 'garbage\u0015bob pass\u001b[Dword 1234']]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain('bob@example.com'); // the email is echoed
     expect(r.stdout).not.toContain('bob password 1234'); // the password never is
     expect(r.stdout).toContain(`logged in as bob@example.com; API token 'cli' saved in ${config}`);
-    expect(JSON.parse(readFileSync(config, 'utf8')).token).toMatch(/^lk_pat_/);
+    const first = JSON.parse(readFileSync(config, 'utf8')).token as string;
+    expect(first).toMatch(/^lk_pat_/);
+    // logging in again replaces the saved token and revokes the one it replaces
+    expect((await terminalLogin(config, [[/Email: $/, 'bob@example.com'], [/Password: $/, 'bob password 1234']])).code).toBe(0);
+    const second = JSON.parse(readFileSync(config, 'utf8')).token as string;
+    expect(second).not.toBe(first);
+    expect((await api(first, 'GET', '/v1/auth/me')).status).toBe(401);
+    expect((await api(second, 'GET', '/v1/auth/me')).status).toBe(200);
 
     // a wrong password typed on the terminal: denied, nothing saved
     const badConfig = join(home, 'bob-terminal-bad', 'config.json');
@@ -176,6 +184,11 @@ describe('CLI access model: people, agents, grants, proposals, services (child p
     expect(bad.code, bad.stdout).toBe(4);
     expect(existsSync(badConfig)).toBe(false);
 
+    // Ctrl-C at a question gives up: exit 1, one line, nothing saved
+    const interrupted = await terminalLogin(badConfig, [[/Email: $/, '\u0003']]);
+    expect(interrupted.code, interrupted.stdout).toBe(1);
+    expect(interrupted.stdout).toContain('latchkey: interrupted');
+    expect(existsSync(badConfig)).toBe(false);
     // no terminal and no flags: a usage error naming what to give
     const piped = await bob(['login']);
     expectFailure(piped, 2);

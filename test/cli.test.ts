@@ -184,8 +184,8 @@ describe('latchkey CLI (child process, real server)', () => {
     const asked = /type its name to go on: $/;
     const refused = await runInTerminal(['vault', 'delete', 'doomed'], termEnv, [[asked, 'doome']]);
     expect(refused.code, refused.stdout).toBe(1);
-    expect(refused.stdout).toContain('vault doomed holds 1 secret, deleted with it for good');
-    expect(refused.stdout).toContain('vault doomed was not deleted');
+    expect(refused.stdout).toContain("vault 'doomed' holds 1 secret, deleted with it for good");
+    expect(refused.stdout).toContain("vault 'doomed' was not deleted");
     expect((JSON.parse((await cli(['vault', 'list', '--json'])).stdout) as { name: string }[]).map((v) => v.name)).toContain('doomed');
     const confirmed = await runInTerminal(['vault', 'delete', 'doomed'], termEnv, [[asked, 'doomed']]);
     expect(confirmed.code, confirmed.stdout).toBe(0);
@@ -376,7 +376,7 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(JSON.parse(future.stdout)).toEqual([]);
     const human = await cli(['audit', '--limit', '3']);
     expect(human.stdout.split('\n')[0]).toMatch(/^SEQ\s+TIME\s+ACTOR\s+ACTION\s+VAULT\s+TARGET\s+OUTCOME$/);
-    expect(human.stderr).toMatch(/the newest 3; older ones with --limit N/);
+    expect(human.stderr).toMatch(/the newest 3; more with --limit 30/);
     // --actor takes the email (or agent name) without its user:/agent: prefix too
     const byEmail = JSON.parse((await cli(['audit', '--actor', 'a@b.c', '--limit', '5', '--json'])).stdout) as { actor: string }[];
     expect(byEmail.length).toBe(5);
@@ -438,12 +438,15 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(JSON.parse(r.stdout)).toEqual({ kek_version: 2 });
     const s2 = JSON.parse((await cli(['key', 'status', '--json'])).stdout);
     expect(Number(s2.needs_rewrap)).toBeGreaterThan(1000);
+    expect(s2.needs_rewrap_by_kind.secret_versions + s2.needs_rewrap_by_kind.proxy_ca_key + s2.needs_rewrap_by_kind.proposals).toBe(s2.needs_rewrap);
+    expect((await cli(['key', 'status'])).stdout).toMatch(new RegExp(`needs rewrap: ${s2.needs_rewrap} sealed items \\(${s2.needs_rewrap_by_kind.secret_versions} secret versions`));
     const w = await cli(['key', 'rewrap']);
     expect(w.code, w.stderr).toBe(0);
     expect(w.stderr).toMatch(/rewrapped 500\//);
     expect(w.stdout).toMatch(/onto KEK version 2; 0 remaining/);
     const s3 = JSON.parse((await cli(['key', 'status', '--json'])).stdout);
     expect(Number(s3.needs_rewrap)).toBe(0);
+    expect((await cli(['key', 'rewrap'])).stdout).toBe('nothing to rewrap: everything is sealed under KEK version 2\n');
     expect((await cli(['secret', 'get', 'A'])).stdout).toBe('1\n');
   }, 60_000);
 

@@ -359,12 +359,14 @@ describeBackends('core.proposals', (ctx) => {
     expect(blobs).toBeGreaterThanOrEqual(2);
     expect(before).toBe(0);
     expect(status.needs_rewrap).toBe(versions + blobs);
-    expect(await core.keys.rewrap(owner)).toEqual({ rewrapped: versions + blobs, remaining: 0, kek_version: kek, done: true });
+    // the limit counts the blobs too: one of them now, the rest after
+    expect(await core.keys.rewrap(owner, { limit: versions + 1 })).toEqual({ rewrapped: versions + 1, remaining: blobs - 1, kek_version: kek, done: false });
+    expect(await core.keys.rewrap(owner)).toEqual({ rewrapped: blobs - 1, remaining: 0, kek_version: kek, done: true });
     expect((await core.keys.status(owner)).needs_rewrap).toBe(0);
     expect(blobKekVersion((await core.store.getProxyCa())!.sealed_key)).toBe(kek);
     expect(blobKekVersion((await core.store.getProposal(pending.id))!.sealed_values!)).toBe(kek);
     const event = (await core.store.queryAudit({ action: 'key.rewrap', limit: 1 }))[0]!;
-    expect(JSON.parse(event.details)).toEqual({ rewrapped: blobs, kek_version: kek, kinds: ['proxy-ca', 'proposal'] });
+    expect(JSON.parse(event.details)).toEqual({ rewrapped: blobs - 1, kek_version: kek, kinds: ['proposal'] });
     // a fresh CA loader opens the re-wrapped key and serves the same certificate and leaves under it
     const again = new InstanceCa(core);
     expect(await again.certPem()).toBe(pem);

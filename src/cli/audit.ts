@@ -54,7 +54,7 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
 
   audit
     .command('list', { isDefault: true })
-    .description('query events, newest first (the default: `latchkey audit --action secret.`)')
+    .description('query events, newest first; `latchkey audit [options]` is this command (every action unless --action says which)')
     .option('--action <action>', 'an action (secret.read) or a prefix ending in a dot (secret.)')
     .option('--actor <actor>', 'user:<email>, agent:<name> or system')
     .option('--agent <name>', 'events by or about this agent (its actions, creation, token, revocation, grants)')
@@ -74,6 +74,7 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
       const client = clientFor(cmd);
       // like every command's --vault, it defaults to LATCHKEY_VAULT (here only when that is set)
       const vault = opts.allVaults ? undefined : opts.vault || process.env.LATCHKEY_VAULT || undefined;
+      if (vault && !opts.vault) info(`(vault ${vault}, from LATCHKEY_VAULT; --all-vaults for every vault)`);
       const q: AuditQuery = {
         action: opts.action, actor: actorFilter(opts.actor), agent: opts.agent, secret: opts.secret, vault,
         outcome: opts.outcome, since: opts.since, until: opts.until, q: opts.search,
@@ -86,7 +87,7 @@ export function auditCommand(program: Command, setCode: (c: number) => void): vo
       }
       printTable(['SEQ', 'TIME', 'ACTOR', 'ACTION', 'VAULT', 'TARGET', 'OUTCOME'],
         items.map((e) => [e.seq, e.ts, e.actor, e.action, e.vault ?? '', e.target ?? '', e.outcome]));
-      if (items.length === opts.limit) info(`(the newest ${items.length}; older ones with --limit N or --until ${items.at(-1)!.ts})`);
+      if (items.length === opts.limit) info(`(the newest ${items.length}; more with --limit ${Math.min(items.length * 10, 100_000)})`);
     });
 
   audit

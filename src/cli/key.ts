@@ -7,6 +7,11 @@ import { CliError, clientFor, EXIT, info, out, printJson, printTable, Progress, 
 
 const REWRAP_BATCH = 500;
 
+/** `n thing(s)`, or '' for none. */
+function plural(n: number, one: string, many = `${one}s`): string {
+  return n ? `${n} ${n === 1 ? one : many}` : '';
+}
+
 export function keyCommand(program: Command, _setCode: (c: number) => void): void {
   const key = program.command('key').description('keys: status, KEK rotation, rewrap, offline rekey of the master key');
 
@@ -20,7 +25,9 @@ export function keyCommand(program: Command, _setCode: (c: number) => void): voi
       out(`master key:   ${s.master_key_source}${s.kdf ? ` (passphrase, ${s.kdf})` : ''}`);
       out(`current KEK:  version ${s.kek_version}`);
       const pending = typeof s.needs_rewrap === 'number' ? s.needs_rewrap : (s.needs_rewrap ? -1 : 0);
-      out(`needs rewrap: ${pending === 0 ? 'no' : pending > 0 ? `${pending} sealed item${pending === 1 ? '' : 's'} (run \`latchkey key rewrap\`)` : 'yes (run `latchkey key rewrap`)'}`);
+      const k = s.needs_rewrap_by_kind;
+      const kinds = k ? [plural(k.secret_versions, 'secret version'), k.proxy_ca_key ? 'the proxy CA key' : '', plural(k.proposals, "pending proposal's values", "pending proposals' values")].filter(Boolean).join(', ') : '';
+      out(`needs rewrap: ${pending === 0 ? 'no' : pending > 0 ? `${plural(pending, 'sealed item')}${kinds ? ` (${kinds})` : ''}; run \`latchkey key rewrap\`` : 'yes (run `latchkey key rewrap`)'}`);
       out('');
       printTable(['KEK', 'CREATED', 'SEALED_VERSIONS'], [...(s.keks ?? [])].sort((a, b) => b.version - a.version).map((k) => [
         `${k.version}${k.version === s.kek_version ? ' (current)' : ''}`, k.created_at, k.sealed_versions,
@@ -61,7 +68,8 @@ export function keyCommand(program: Command, _setCode: (c: number) => void): voi
       }
       const result = { rewrapped, remaining: last.remaining, kek_version: last.kek_version, done: last.done || last.remaining === 0 };
       if (opts.json) return printJson(result);
-      out(`rewrapped ${rewrapped} sealed item${rewrapped === 1 ? '' : 's'} (secret versions, the proxy CA key, pending proposals' values) onto KEK version ${result.kek_version}; ${result.remaining} remaining`);
+      if (rewrapped === 0 && result.remaining === 0) out(`nothing to rewrap: everything is sealed under KEK version ${result.kek_version}`);
+      else out(`rewrapped ${plural(rewrapped, 'sealed item')} onto KEK version ${result.kek_version}; ${result.remaining} remaining`);
     });
 
   key

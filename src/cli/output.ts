@@ -36,7 +36,7 @@ export function describeError(err: unknown): { code: number; message: string } {
   if (err instanceof ApiError) {
     let message = err.detail || err.message;
     if (err.field && !message.includes(err.field)) message = `${err.field}: ${message}`;
-    if (err.status === 401 && err.code !== 'unreachable') message += ' (set LATCHKEY_TOKEN, or run `latchkey init` / `latchkey login`)';
+    if (err.status === 401 && err.code !== 'unreachable' && err.code !== 'bad_credentials') message += ' (set LATCHKEY_TOKEN, or run `latchkey init` / `latchkey login`)';
     if (err.status === 429) {
       const retry = err.body?.retry_after;
       if (retry !== undefined) message += ` (retry after ${String(retry)} s)`;
@@ -130,39 +130,69 @@ export function interactive(): boolean {
 }
 
 /**
- * Asks one question on the terminal (stderr) and reads one line from it. `hidden`: nothing is
- * echoed (raw mode; Backspace edits, Ctrl-C and Ctrl-D on an empty line give up). Only when
- * `interactive()`; the caller decides what to do otherwise.
+ * Asks one question on the terminal (stderr) and reads one line from it, in raw mode: the answer
+ * is echoed (or, `hidden`, not), Backspace and Ctrl-U edit, arrow and other escape sequences are
+ * ignored, Ctrl-C gives up (exit 1), Ctrl-D on an empty line or the end of input gives up (exit 2,
+ * naming `what`). Only when `interactive()`; the caller decides what to do otherwise.
  */
-export function prompt(question: string, opts: { hidden?: boolean } = {}): Promise<string> {
+export function prompt(question: string, opts: { hidden?: boolean; what?: string } = {}): Promise<string> {
   const input = process.stdin;
+  const echo = (s: string) => {
+    if (!opts.hidden) process.stderr.write(s);
+  };
   return new Promise((resolve, reject) => {
     let value = '';
-    const raw = !!opts.hidden && typeof input.setRawMode === 'function';
+    /** 0: text; 1: after ESC; 2: in a CSI sequence (ESC [ … final byte); 3: one more byte (ESC O x) */
+    let esc = 0;
     const finish = (err: Error | null) => {
       input.removeListener('data', onData);
       input.removeListener('end', onEnd);
-      if (raw) input.setRawMode(false);
+      input.removeListener('error', finish);
+      input.setRawMode(false);
       input.pause();
-      if (raw) process.stderr.write('\n');
+      process.stderr.write('\n');
       if (err) reject(err);
       else resolve(value);
     };
-    const onEnd = () => finish(usage(`${question.replace(/[:\s]+$/, '').toLowerCase()}: no answer (the input ended)`));
+    const onEnd = () => finish(usage(`${opts.what ?? question.replace(/[:\s]+$/, '').toLowerCase()}: no answer (the input ended)`));
+    const erase = (n: number) => echo('\b \b'.repeat(n));
     const onData = (chunk: string) => {
       for (const ch of chunk) {
+        if (esc === 1) {
+          esc = ch === '[' ? 2 : ch === 'O' ? 3 : 0;
+          continue;
+        }
+        if (esc === 2) {
+          if (ch >= '@' && ch <= '~') esc = 0;
+          continue;
+        }
+        if (esc === 3) {
+          esc = 0;
+          continue;
+        }
         if (ch === '\r' || ch === '\n') return finish(null);
         if (ch === '\u0003') return finish(new CliError('interrupted', EXIT.error));
         if (ch === '\u0004') return value ? finish(null) : onEnd();
-        if (ch === '\u007f' || ch === '\b') value = Array.from(value).slice(0, -1).join('');
-        else if (ch >= ' ') value += ch;
+        if (ch === '\u001b') esc = 1;
+        else if (ch === '\u0015') {
+          erase(Array.from(value).length);
+          value = '';
+        } else if (ch === '\u007f' || ch === '\b') {
+          if (value) erase(1);
+          value = Array.from(value).slice(0, -1).join('');
+        } else if (ch >= ' ') {
+          value += ch;
+          echo(ch);
+        }
       }
     };
+    // raw before the question: nothing typed ahead is echoed by the terminal
+    input.setRawMode(true);
     process.stderr.write(question);
-    if (raw) input.setRawMode(true);
     input.setEncoding('utf8');
     input.on('data', onData);
     input.on('end', onEnd);
+    input.once('error', finish);
     input.resume();
   });
 }

@@ -210,7 +210,7 @@ export function secretCommand(program: Command, setCode: (c: number) => void): v
     .option('--reveal', 'also fetch and show each value (every read is audited)')
     .option('--category <category>', 'only this category')
     .option('--prefix <prefix>', 'only names starting with this')
-    .option('--search <text>', 'free-text search over names and descriptions')
+    .option('--search <text>', 'search names, descriptions and tags (any part, any case)')
     .option('--limit <n>', 'at most this many (default: all)', intArg(1))
     .option('--json', 'machine-readable output')
     .action(async (opts: VaultOpt & { reveal?: boolean; category?: string; prefix?: string; search?: string; limit?: number; json?: boolean }, cmd: Command) => {

@@ -19,9 +19,9 @@ export function statusCommand(program: Command, _setCode: (c: number) => void): 
         ['storage', `${s.backend}${s.location ? ` (${s.location})` : ''}`],
         ['vaults', String(s.vaults)],
         ['secrets', `${s.secrets}${cats ? ` (${cats})` : ''}`],
-        ['keys', `KEK version ${s.key?.kek_version ?? '?'}, master key from ${s.key?.master_key_source ?? '?'}`],
-        ['last rotation', s.last_rotation ?? 'never'],
+        ['last secret rotation', s.last_rotation ?? 'never'],
       ];
+      if (s.key) rows.splice(rows.length - 1, 0, ['keys', `KEK version ${s.key.kek_version}, master key from ${s.key.master_key_source}`]);
       if (s.audit) rows.push(['audit', `${s.audit.events} events, head seq ${s.audit.seq} (${s.audit.hash.slice(0, 16)}…)`]);
       if (s.started_at) rows.splice(1, 0, ['started', s.started_at]);
       const w = Math.max(...rows.map(([k]) => k.length)) + 1;
@@ -55,19 +55,22 @@ export function loginCommand(program: Command, _setCode: (c: number) => void): v
       let email = opts.email;
       if (email === undefined) {
         if (!ask) throw usage('--email: is required (give --email and --password-stdin, or run it in a terminal to be asked)');
-        email = (await prompt('Email: ')).trim();
+        email = (await prompt('Email: ', { what: 'email' })).trim();
       }
       if (!email) throw usage('email: is required');
       let password: string;
       if (opts.passwordStdin) password = await readStdin('the password');
-      else if (ask) password = await prompt('Password: ', { hidden: true });
+      else if (ask) password = await prompt('Password: ', { hidden: true, what: 'password' });
       else throw usage('give the password on stdin with --password-stdin (or run it in a terminal to be asked)');
       if (!password) throw usage('password: is required');
-      const addr = resolveAddr(globals(cmd).addr, process.env, readCliConfig());
+      const config = readCliConfig();
+      const addr = resolveAddr(globals(cmd).addr, process.env, config);
       const anon = new LatchkeyClient({ addr });
       const login = await anon.login(email, password);
       if (!login.cookie) throw new CliError('the server did not return a session', EXIT.error);
       const token = await new LatchkeyClient({ addr, cookie: login.cookie }).createToken(opts.tokenName);
+      // the token this one replaces (same server) is revoked, so logins do not pile up live tokens
+      if (config.token && config.addr === addr) await new LatchkeyClient({ addr, token: config.token }).logout().catch(() => {});
       const path = writeCliConfig({ token: token.token, addr });
       if (opts.json) return printJson({ email, token_id: token.id, addr, config: path });
       out(`logged in as ${email}; API token '${token.name}' saved in ${path}`);

@@ -45,8 +45,8 @@ export function vaultCommand(program: Command, _setCode: (c: number) => void): v
       if (!opts.yes && interactive()) {
         const n = (await client.listVaults()).items.find((v) => v.name === name)?.secrets ?? 0;
         if (n > 0) {
-          const answer = await prompt(`vault ${name} holds ${n} secret${n === 1 ? '' : 's'}, deleted with it for good; type its name to go on: `);
-          if (answer.trim() !== name) throw new CliError(`vault ${name} was not deleted (the answer was not its name)`, EXIT.error);
+          const answer = await prompt(`vault '${name}' holds ${n} secret${n === 1 ? '' : 's'}, deleted with it for good; type its name to go on: `, { what: 'the vault name' });
+          if (answer.trim() !== name) throw new CliError(`vault '${name}' was not deleted (the answer was not its name)`, EXIT.error);
         }
       }
       const r = await client.deleteVault(name);

@@ -22,7 +22,8 @@ export interface Status {
   vaults: number;
   secrets: number;
   by_category: Record<string, number>;
-  key: { kek_version: number; master_key_source: string };
+  /** instance admins only */
+  key?: { kek_version: number; master_key_source: string };
   last_rotation: string | null;
   /** instance admins only */
   audit?: { seq: number; hash: string; events: number };
@@ -141,8 +142,10 @@ export interface KeyStatus {
   kdf: string | null;
   kek_version: number;
   keks: { version: number; created_at: string; sealed_versions: number }[];
-  /** versions sealed under an older KEK (a count; older servers sent a boolean) */
+  /** what is sealed under an older KEK (a count; older servers sent a boolean) */
   needs_rewrap: number | boolean;
+  /** the same by kind (newer servers) */
+  needs_rewrap_by_kind?: { secret_versions: number; proxy_ca_key: number; proposals: number };
 }
 
 export interface RewrapResult { rewrapped: number; remaining: number; kek_version: number; done: boolean }

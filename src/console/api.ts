@@ -119,7 +119,7 @@ export const AUDIT_ACTIONS = [
 
 export interface Status {
   backend: string; location?: string; version: string; started_at: string; vaults: number; secrets: number;
-  by_category: Record<string, number>; key: { kek_version: number; master_key_source: string };
+  by_category: Record<string, number>; key?: { kek_version: number; master_key_source: string };
   last_rotation: string | null; audit?: { seq: number; hash: string; events: number };
 }
 export interface KeyStatus {

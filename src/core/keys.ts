@@ -17,7 +17,8 @@ interface StaleBlob {
   scope: string;
   id: string;
   sealed: Uint8Array;
-  save(s: Store, sealed: Buffer): Promise<unknown>;
+  /** false when the row changed meanwhile (a proposal decided): nothing was written */
+  save(s: Store, sealed: Buffer): Promise<boolean | void>;
 }
 
 export class Keys {
@@ -74,7 +75,16 @@ export class Keys {
       kdf: kdf ? JSON.parse(kdf).alg : null,
       kek_version: this.core.keyring.currentKekVersion,
       keks: rows.filter((r) => r.purpose === 'kek').map((r) => ({ version: r.version, created_at: r.created_at, sealed_versions: counts.byKek[String(r.version)] ?? 0 })),
-      needs_rewrap: this.versionsBelow(counts.byKek, this.core.keyring.currentKekVersion) + (await this.blobsBelow(this.core.keyring.currentKekVersion)).length,
+      ...this.needsRewrap(this.versionsBelow(counts.byKek, this.core.keyring.currentKekVersion), await this.blobsBelow(this.core.keyring.currentKekVersion)),
+    };
+  }
+
+  /** What is sealed under an older KEK: in all, and by kind. */
+  private needsRewrap(versions: number, blobs: StaleBlob[]) {
+    const of = (purpose: string) => blobs.filter((b) => b.purpose === purpose).length;
+    return {
+      needs_rewrap: versions + blobs.length,
+      needs_rewrap_by_kind: { secret_versions: versions, proxy_ca_key: of(CA_SEAL_PURPOSE), proposals: of(PROPOSAL_SEAL_PURPOSE) },
     };
   }
 
@@ -140,12 +150,16 @@ export class Keys {
       if (n < want) break;
     }
     if (rewrapped < max) {
-      // then the few other sealed blobs, in one transaction
+      // then the few other sealed blobs, in one transaction (within what is left of the limit);
+      // overdue proposals are expired first, which drops their values instead
       const n = await this.core.write(ctx, async (s, ev) => {
-        const blobs = await this.blobsBelow(kek, s);
-        for (const b of blobs) await b.save(s, this.core.keyring.rewrapBlob(b.purpose, b.scope, b.id, b.sealed));
-        if (blobs.length) ev.push({ action: 'key.rewrap', details: { rewrapped: blobs.length, kek_version: kek, kinds: [...new Set(blobs.map((b) => b.purpose))] } });
-        return blobs.length;
+        await this.core.proposals.expireDue(new Date(), s);
+        const done: StaleBlob[] = [];
+        for (const b of (await this.blobsBelow(kek, s)).slice(0, max - rewrapped)) {
+          if ((await b.save(s, this.core.keyring.rewrapBlob(b.purpose, b.scope, b.id, b.sealed))) !== false) done.push(b);
+        }
+        if (done.length) ev.push({ action: 'key.rewrap', details: { rewrapped: done.length, kek_version: kek, kinds: [...new Set(done.map((b) => b.purpose))] } });
+        return done.length;
       });
       if (n) {
         rewrapped += n;

@@ -117,7 +117,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
       for (const m of [route.method].flat()) {
         let r = apiMethods.get(m);
         if (!r) apiMethods.set(m, (r = FindMyWay({ maxParamLength: MAX_PARAM_LENGTH })));
-        r.on('GET', route.url, () => undefined);
+        r.on('GET', route.url, () => undefined, { public: !!route.config?.public });
       }
     }
     if (route.config?.public) route.schema = { ...(route.schema ?? {}), security: [] } as typeof route.schema;
@@ -163,6 +163,11 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     // API answers are never cached (errors included: set before anything can fail)
     reply.header('Cache-Control', 'no-store');
     if (req.routeOptions.config?.public) return;
+    // a public path (health, login, the CA) asked with a method it lacks: its 405 needs no token
+    if (req.is404) {
+      const methods = methodsOf(servedPath(req));
+      if (methods.length && methods.every((m) => m.public)) return;
+    }
     // a bearer token (CLI, agents) or the console's SameSite=Strict session cookie
     const token = bearer(req.headers.authorization);
     const cookieValue = req.cookies?.[SESSION_COOKIE];
@@ -187,9 +192,21 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     return sendProblem(reply, p);
   });
 
+  /** The methods an API path has, each with whether it is public (no token); none for an unknown path. */
+  const methodsOf = (url: string): Array<{ method: string; public: boolean }> => {
+    const path = url.split('?')[0]!;
+    if (!path.startsWith('/v1/')) return [];
+    const out: Array<{ method: string; public: boolean }> = [];
+    for (const [method, r] of apiMethods) {
+      const found = r.find('GET', path);
+      if (found) out.push({ method, public: !!(found.store as { public?: boolean } | null)?.public });
+    }
+    return out;
+  };
+
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0]!;
-    const allow = path.startsWith('/v1/') ? [...apiMethods].filter(([, r]) => r.find('GET', path)).map(([m]) => m) : [];
+    const allow = methodsOf(path).map((m) => m.method);
     if (allow.length) {
       reply.header('Allow', allow.sort().join(', '));
       return sendProblem(reply, problem(405, 'method_not_allowed', `${req.method} is not allowed on ${path}; allowed: ${allow.join(', ')}`, req.id));

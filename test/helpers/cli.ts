@@ -55,7 +55,12 @@ export function runInTerminal(args: string[], env: NodeJS.ProcessEnv, answers: A
       }
     });
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    // a question that never comes must not hang the suite
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     child.on('error', rej);
-    child.on('close', (code) => res({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      res({ code, stdout, stderr });
+    });
   });
 }

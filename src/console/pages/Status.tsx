@@ -137,8 +137,11 @@ function CategoryBar({ counts, total }: { counts: Record<string, number>; total:
 
 export function StatusPage() {
   const st = useAsync(() => lk.status(), []);
-  const keys = useAsync(() => lk.keys(), []);
-  const act = useAsync(() => loadActivity(), []);
+  // the key versions and the whole log's activity are for instance admins (the status says who is
+  // one): nobody else is sent to ask for them, so they are not refused and audited as denials
+  const admin = !!st.data?.key;
+  const keys = useAsync(() => (admin ? lk.keys() : Promise.resolve(null)), [admin]);
+  const act = useAsync(() => (admin ? loadActivity() : Promise.resolve(null)), [admin]);
   const s = st.data;
   return (
     <div>
@@ -160,7 +163,7 @@ export function StatusPage() {
             </p>
           </section>
           <section className="card stat" aria-labelledby="st-rot">
-            <h2 id="st-rot">Last rotation</h2>
+            <h2 id="st-rot">Last secret rotation</h2>
             <p className="big-ish">
               <Time iso={s.last_rotation} empty="never" />
             </p>
@@ -174,11 +177,13 @@ export function StatusPage() {
               </p>
             </section>
           ) : null}
-          <section className="card stat" aria-labelledby="st-keys">
-            <h2 id="st-keys">Keys</h2>
-            <p className="big">KEK v{s.key.kek_version}</p>
-            <p className="muted small">master key from {s.key.master_key_source}</p>
-          </section>
+          {s.key ? (
+            <section className="card stat" aria-labelledby="st-keys">
+              <h2 id="st-keys">Keys</h2>
+              <p className="big">KEK v{s.key.kek_version}</p>
+              <p className="muted small">master key from {s.key.master_key_source}</p>
+            </section>
+          ) : null}
           <section className="card stat" aria-labelledby="st-server">
             <h2 id="st-server">Server</h2>
             <p className="big-ish">v{s.version}</p>
@@ -203,54 +208,59 @@ export function StatusPage() {
         </section>
       ) : null}
 
-      <section className="card" aria-labelledby="st-activity">
-        <h2 id="st-activity">Activity per hour</h2>
-        <ErrorBox error={act.error} />
-        {act.loading && !act.data ? <Loading what="Reading the audit log" /> : null}
-        {act.data ? (
-          <>
-            <ActivityChart buckets={act.data.buckets} />
-            <ul className="legend">
-              {SERIES.map((k) => (
-                <li key={k}>
-                  <span className={`swatch swatch-${k}`} aria-hidden="true" /> {SERIES_LABEL[k]}
+      {admin ? (
+        <section className="card" aria-labelledby="st-activity">
+          <h2 id="st-activity">Activity per hour</h2>
+          <ErrorBox error={act.error} />
+          {act.loading && !act.data ? <Loading what="Reading the audit log" /> : null}
+          {act.data ? (
+            <>
+              <ActivityChart buckets={act.data.buckets} />
+              <ul className="legend">
+                {SERIES.map((k) => (
+                  <li key={k}>
+                    <span className={`swatch swatch-${k}`} aria-hidden="true" /> {SERIES_LABEL[k]}
+                  </li>
+                ))}
+                <li className="muted">
+                  {act.data.total} events in the last 24 hours{act.data.truncated ? ` (the newest ${MAX_PAGES * PAGE} counted)` : ''}
                 </li>
-              ))}
-              <li className="muted">
-                {act.data.total} events in the last 24 hours{act.data.truncated ? ` (the newest ${MAX_PAGES * PAGE} counted)` : ''}
-              </li>
-            </ul>
-          </>
-        ) : null}
-      </section>
+              </ul>
+            </>
+          ) : null}
+        </section>
 
-      <section className="card" aria-labelledby="st-keyring">
-        <h2 id="st-keyring">Key versions</h2>
-        {keys.error ? <ErrorBox error={keys.error} /> : null}
-        {keys.data ? (
-          <>
-            <p className="muted small">
-              New writes use KEK v{keys.data.kek_version}.{keys.data.kdf ? ` Master key stretched with ${keys.data.kdf}.` : ''}{' '}
-              {keys.data.needs_rewrap ? `${keys.data.needs_rewrap} sealed items (secret versions, the proxy CA key, pending proposals' values) are on older keys (latchkey key rewrap).` : 'Everything sealed is on the newest key.'}
-            </p>
-            <DataTable columns={['KEK version', 'Created', { label: 'Sealed versions', className: 'num' }]}>
-              {keys.data.keks.map((k) => (
-                <tr key={k.version}>
-                  <td>
-                    v{k.version} {k.version === keys.data!.kek_version ? <span className="badge st st-approved">current</span> : null}
-                  </td>
-                  <td>
-                    <Time iso={k.created_at} />
-                  </td>
-                  <td className="num">{k.sealed_versions}</td>
-                </tr>
-              ))}
-            </DataTable>
-          </>
-        ) : keys.loading ? (
-          <Loading />
-        ) : null}
-      </section>
+      ) : null}
+
+      {admin ? (
+        <section className="card" aria-labelledby="st-keyring">
+          <h2 id="st-keyring">Key versions</h2>
+          {keys.error ? <ErrorBox error={keys.error} /> : null}
+          {keys.data ? (
+            <>
+              <p className="muted small">
+                New writes use KEK v{keys.data.kek_version}.{keys.data.kdf ? ` Master key stretched with ${keys.data.kdf}.` : ''}{' '}
+                {keys.data.needs_rewrap ? `${keys.data.needs_rewrap} sealed items (secret versions, the proxy CA key, pending proposals' values) are on older keys (latchkey key rewrap).` : 'Everything sealed is on the newest key.'}
+              </p>
+              <DataTable columns={['KEK version', 'Created', { label: 'Sealed versions', className: 'num' }]}>
+                {keys.data.keks.map((k) => (
+                  <tr key={k.version}>
+                    <td>
+                      v{k.version} {k.version === keys.data!.kek_version ? <span className="badge st st-approved">current</span> : null}
+                    </td>
+                    <td>
+                      <Time iso={k.created_at} />
+                    </td>
+                    <td className="num">{k.sealed_versions}</td>
+                  </tr>
+                ))}
+              </DataTable>
+            </>
+          ) : keys.loading ? (
+            <Loading />
+          ) : null}
+        </section>
+      ) : null}
     </div>
   );
 }

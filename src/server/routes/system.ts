@@ -10,8 +10,8 @@ export function systemRoutes(core: Core) {
 
     app.get('/v1/status', { schema: { summary: 'Storage backend, counts by category, keys, last rotation, audit head', tags: ['system'], querystring: z.strictObject({}) } }, async (req) => {
       await core.authorize(req.ctx, 'status.read');
-      // instance admins see the whole instance, where the data lives and the audit head; anyone
-      // else counts only the vaults they are in (the rest of the instance is not their business)
+      // instance admins see the whole instance, where the data lives, the keys and the audit head;
+      // anyone else counts only the vaults they are in (the rest of the instance is not their business)
       const operator = await core.can(req.ctx, 'key.read', null);
       const vaults = await core.vaults.visible(req.ctx);
       const counts = await core.store.countSecrets(operator ? undefined : vaults.map((v) => v.id));
@@ -24,7 +24,7 @@ export function systemRoutes(core: Core) {
         vaults: vaults.length,
         secrets: counts.total,
         by_category: counts.byCategory,
-        key: { kek_version: core.keyring.currentKekVersion, master_key_source: core.info.masterSource },
+        ...(operator ? { key: { kek_version: core.keyring.currentKekVersion, master_key_source: core.info.masterSource } } : {}),
         last_rotation: counts.lastRotatedAt,
         ...(audit ? { audit: { seq: audit[0].seq, hash: audit[0].hash, events: audit[1] } } : {}),
       };
