@@ -93,6 +93,7 @@ describeBackends('core keys', (ctx) => {
   it('status: master key source, KEK versions with what each seals, nothing to rewrap', async () => {
     expect(await core.keys.status(owner)).toEqual({
       master_key_source: 'env', kdf: null, kek_version: 1, keks: [{ version: 1, created_at: expect.any(String), sealed_versions: 10 }], needs_rewrap: 0,
+      needs_rewrap_by_kind: { secret_versions: 0, proxy_ca_key: 0, proposals: 0 },
     });
     expect(await expectAllValues(core, owner)).toBe(10);
   });
