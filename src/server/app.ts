@@ -40,10 +40,10 @@ export interface AppOptions {
   security?: Omit<SecurityOptions, 'tls'>;
 }
 
-/** Headers that carry credentials: never logged. */
 /** Longest path segment the router matches (longer ones are 414 `uri_too_long`). */
 const MAX_PARAM_LENGTH = 512;
 
+/** Headers that carry credentials: never logged. */
 export const REDACT_PATHS = [
   'req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers["x-latchkey-token"]', 'req.headers.cookie',
   'req.headers["proxy-authorization"]', 'res.headers["set-cookie"]',
@@ -107,10 +107,10 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     },
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
-  // the OpenAPI document says which routes need no token (health, login, the CA, approval links)
-  // and every /v1 route that takes no query parameters refuses unknown ones (a misspelt filter must
-  // not silently list everything: `/v1/agents?status=revoked`)
-  // every API route's methods, so a known path asked with another method is a 405 with Allow
+  // every API route's methods (and whether each is public), so a known path asked with another
+  // method is a 405 with Allow; the OpenAPI document says which routes need no token (health,
+  // login, the CA, approval links); and every /v1 route that takes no query parameters refuses
+  // unknown ones (a misspelt filter must not silently list everything: `/v1/agents?status=revoked`)
   const apiMethods = new Map<string, ReturnType<typeof FindMyWay>>();
   app.addHook('onRoute', (route) => {
     if (route.url.startsWith('/v1/')) {
