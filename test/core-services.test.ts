@@ -14,6 +14,7 @@ import type { OpContext } from '../src/core/principal.js';
 import { ProxyAccess } from '../src/core/proxy-access.js';
 import { TransactionConflict, type ServiceRow } from '../src/store/store.js';
 import { describeBackends } from './helpers/backends.js';
+import { openRaw } from './helpers/raw-sql.js';
 
 const MASTER = 'c3'.repeat(32);
 
@@ -520,14 +521,42 @@ describeBackends('core.services', (ctx) => {
     }
   });
 
-  it('a vend under a live grant of a secret that no longer resolves (its fallback vault left the chain) answers 404 and is audited (outcome error)', async () => {
-    await core.vaults.create(owner, { name: 'vend-b' });
-    await core.vaults.create(owner, { name: 'vend-a', fallback: ['vend-b'] });
+  it('a shorter fallback chain revokes the grants on names that no longer resolve, and keeps the others', async () => {
+    await core.vaults.create(owner, { name: 'short-b' });
+    await core.vaults.create(owner, { name: 'short-a', fallback: ['short-b'] });
+    await core.access.addVaultAgent(owner, 'short-a', 'svc-bot');
+    await core.secrets.put(owner, 'short-b', 'SHORT_GONE', { value: 'from-b' });
+    await core.secrets.put(owner, 'short-a', 'SHORT_OWN', { value: 'own' });
+    const gone = await core.grants.create(owner, 'short-a', { agent: 'svc-bot', secret: 'SHORT_GONE', mode: 'read' });
+    const own = await core.grants.create(owner, 'short-a', { agent: 'svc-bot', secret: 'SHORT_OWN', mode: 'read' });
+    expect((await core.grants.vend(agent, 'SHORT_GONE', 'short-a')).value).toBe('from-b');
+    await core.vaults.update(owner, 'short-a', { description: 'no chain change' });
+    expect((await core.store.getGrant(gone.id))?.status).toBe('approved');
+    await core.vaults.update(owner, 'short-a', { fallback: [] });
+    expect((await core.store.getGrant(gone.id))?.status).toBe('revoked');
+    expect((await core.store.getGrant(own.id))?.status).toBe('approved');
+    const [rev] = (await core.audit.query(core.store, { action: 'grant.revoke', limit: 1 })).items;
+    expect(rev).toMatchObject({ vault: 'short-a', details: { grant: gone.id, reason: 'fallback chain changed' } });
+    // the chain back: the old grant does not come back with it
+    await core.vaults.update(owner, 'short-a', { fallback: ['short-b'] });
+    expect(await fails(core.grants.vend(agent, 'SHORT_GONE', 'short-a'))).toMatchObject({ status: 403 });
+    expect((await core.grants.vend(agent, 'SHORT_OWN', 'short-a')).value).toBe('own');
+  });
+
+  it('a vend under a live grant of a secret that is gone (removed behind its back, as in a race) answers 404 and is audited (outcome error)', async () => {
+    await core.vaults.create(owner, { name: 'vend-a' });
     await core.access.addVaultAgent(owner, 'vend-a', 'svc-bot');
-    await core.secrets.put(owner, 'vend-b', 'VEND_GONE', { value: 'v-gone-1' });
+    await core.secrets.put(owner, 'vend-a', 'VEND_GONE', { value: 'v-gone-1' });
     const g = await core.grants.create(owner, 'vend-a', { agent: 'svc-bot', secret: 'VEND_GONE', mode: 'read' });
     expect((await core.grants.vend(agent, 'VEND_GONE', 'vend-a')).value).toBe('v-gone-1');
-    await core.vaults.update(owner, 'vend-a', { fallback: [] });
+    const raw = await openRaw(ctx);
+    try {
+      const [row] = await raw.all("select s.id from secrets s join vaults v on v.id = s.vault_id where v.name = 'vend-a' and s.name = 'VEND_GONE'");
+      await raw.run('delete from secret_versions where secret_id = ?', [row!.id]);
+      await raw.run('delete from secrets where id = ?', [row!.id]);
+    } finally {
+      await raw.close();
+    }
     expect(await fails(core.grants.vend(agent, 'VEND_GONE', 'vend-a'))).toMatchObject({ status: 404 });
     const [last] = (await core.audit.query(core.store, { action: 'secret.vend', limit: 1 })).items;
     expect(last).toMatchObject({ actor: 'agent:svc-bot', target: 'VEND_GONE', outcome: 'error', details: { grant: g.id, reason: 'secret_not_found' } });

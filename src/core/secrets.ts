@@ -5,7 +5,7 @@
  */
 import { newId } from '../crypto/tokens.js';
 import type { SecretRow, SecretWithCurrent, Store, VaultRow, VersionRow } from '../store/store.js';
-import { TAG_RE, UniqueViolation } from '../store/store.js';
+import { GRANT_PAGE, TAG_RE, UniqueViolation } from '../store/store.js';
 import type { AuditInput } from './audit.js';
 import type { Core } from './core.js';
 import { conflict, invalid, LatchkeyError, notFound } from './errors.js';
@@ -283,6 +283,32 @@ export class Secrets {
       if (!(await this.resolve(v, name, undefined, s))) revoked += await this.core.grants.revokeIn(s, ctx, v, { kind: 'secret', target: name }, reason, ev);
     }
     return revoked;
+  }
+
+  /**
+   * Inside a transaction, after the vault's fallback chain changed: revokes its secret grants whose
+   * name no longer resolves (the vault that served it left the chain), so a secret made later under
+   * the name is not vended under an old grant. Grant lists are pages: it lists again while a full
+   * page still brings names it has not checked.
+   */
+  async revokeUnresolved(s: Store, ctx: OpContext, vault: VaultRow, reason: string, ev: AuditInput[]): Promise<number> {
+    const checked = new Set<string>();
+    let revoked = 0;
+    for (;;) {
+      let full = false;
+      let fresh = false;
+      for (const status of ['approved', 'pending']) {
+        const rows = await s.listGrants({ vaultId: vault.id, kind: 'secret', status });
+        if (rows.length >= GRANT_PAGE) full = true;
+        for (const g of rows) {
+          if (checked.has(g.target)) continue;
+          checked.add(g.target);
+          fresh = true;
+          if (!(await this.resolve(vault, g.target, undefined, s))) revoked += await this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: g.target }, reason, ev);
+        }
+      }
+      if (!full || !fresh) return revoked;
+    }
   }
 
   /** Inside a caller's transaction: deletes the secret (all versions) if it exists, pushing `secret.delete`. */

@@ -126,6 +126,8 @@ export class Vaults {
     await this.core.write(ctx, async (s, ev) => {
       await s.updateVault(v.id, patch);
       ev.push({ action: 'vault.update', vault: name, target: name, details: { fields: Object.keys(patch).filter((k) => k !== 'updated_at') } });
+      // a shorter chain may leave grants on names that no longer resolve here
+      if (patch.fallback !== undefined && patch.fallback !== v.fallback) await this.core.secrets.revokeUnresolved(s, ctx, { ...v, ...patch } as VaultRow, 'fallback chain changed', ev);
     });
     return vaultView({ ...v, ...patch } as VaultRow);
   }
