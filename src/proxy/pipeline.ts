@@ -656,7 +656,8 @@ export class ProxyPipeline {
     const body = this.problemBody(pe, requestId);
     const h = this.errorHeaders(pe, requestId, Buffer.byteLength(body));
     const head = `HTTP/1.1 ${pe.status} ${STATUS_CODES[pe.status] ?? 'Error'}\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}connection: close\r\n\r\n`;
-    if (!socket.destroyed) socket.end(head + body);
+    // closed once the answer is out: a client that keeps its side open does not keep the socket
+    if (!socket.destroyed) socket.end(head + body, () => socket.destroy());
   }
 
   /**
@@ -768,7 +769,7 @@ export class ProxyPipeline {
       const lines = [`HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}`.trimEnd()];
       for (const [k, v] of Object.entries(out)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
       lines.push(`content-length: ${body.length}`, 'connection: close');
-      if (!socket.destroyed) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), body]));
+      if (!socket.destroyed) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), body]), () => socket.destroy());
       this.record(facts, method, auditPath(t), a.status, started, requestId, t.clientIp, null);
       return;
     }
