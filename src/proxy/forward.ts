@@ -24,6 +24,7 @@ import { TLSSocket } from 'node:tls';
 import type { InstanceCa } from './ca.js';
 import { leafHost } from './ca.js';
 import { ProxyError, type PinoLike, type ProxyPipeline, type ProxyTarget } from './pipeline.js';
+import { endWith, rawHead } from './headers.js';
 
 export interface ForwardProxyOptions {
   pipeline: ProxyPipeline;
@@ -99,16 +100,15 @@ export function rawReply(socket: Duplex, status: number, code: string, detail: s
   // a socket taken from the HTTP server (upgrade, CONNECT) has no error listener of Node's any more
   if (!socket.listenerCount('error')) socket.on('error', () => socket.destroy());
   const body = problemBody(status, code, detail, hint);
-  const head = [
+  const head = rawHead([
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
     'Content-Type: application/problem+json',
     `Content-Length: ${Buffer.byteLength(body)}`,
     `X-Latchkey-Error: ${code}`,
-    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
     'Connection: close',
-  ];
+  ], extra);
   if (!socket.writable) return void socket.destroy();
-  socket.end(head.join('\r\n') + '\r\n\r\n' + body);
+  endWith(socket, head + body);
 }
 
 /**

@@ -4,6 +4,7 @@
  * (no hop-by-hop headers, injected values redacted).
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Redactor } from './redact.js';
 
 /** RFC 9110 §7.6.1 connection-specific headers, and the proxy's own. */
@@ -147,4 +148,19 @@ export function withQuery(path: string, params: Record<string, string>): string 
   });
   for (const k of keys) kept.push(`${encodeURIComponent(k)}=${encodeURIComponent(params[k]!)}`);
   return `${base}?${kept.join('&')}`;
+}
+
+/** A response head for a raw socket: the first lines as given, then every value of every header. */
+export function rawHead(lines: string[], headers: Readonly<Record<string, string | number | string[] | undefined>> = {}): string {
+  const out = [...lines];
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) for (const x of Array.isArray(v) ? v : [v]) out.push(`${k}: ${x}`);
+  return out.join('\r\n') + '\r\n\r\n';
+}
+
+/**
+ * Ends a raw socket with its last answer and destroys it once that is flushed, so a client that
+ * keeps its side open does not keep the socket.
+ */
+export function endWith(socket: Duplex, data: string | Buffer): void {
+  if (!socket.destroyed) socket.end(data, () => socket.destroy());
 }

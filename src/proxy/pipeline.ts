@@ -28,7 +28,7 @@ import type { OpContext, Principal } from '../core/principal.js';
 import { howToPropose, howToRequestUse, PROXY_TOKEN_HINT, ProxyAccess, type LocatedCredentials, type ProxyCaller } from '../core/proxy-access.js';
 import { AuditBatch } from './audit-batch.js';
 import { egressErrorOf, EgressDeniedError, EgressGuard, guardedConnector, type Resolver } from './egress.js';
-import { clientResponseHeaders, pathForAudit, upstreamRequestHeaders, withoutToken, withQuery } from './headers.js';
+import { clientResponseHeaders, endWith, pathForAudit, rawHead, upstreamRequestHeaders, withoutToken, withQuery } from './headers.js';
 import { needlesFor, Redactor } from './redact.js';
 
 export interface ProxyTarget {
@@ -655,9 +655,7 @@ export class ProxyPipeline {
     const requestId = randomUUID();
     const body = this.problemBody(pe, requestId);
     const h = this.errorHeaders(pe, requestId, Buffer.byteLength(body));
-    const head = `HTTP/1.1 ${pe.status} ${STATUS_CODES[pe.status] ?? 'Error'}\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}connection: close\r\n\r\n`;
-    // closed once the answer is out: a client that keeps its side open does not keep the socket
-    if (!socket.destroyed) socket.end(head + body, () => socket.destroy());
+    endWith(socket, rawHead([`HTTP/1.1 ${pe.status} ${STATUS_CODES[pe.status] ?? 'Error'}`, 'connection: close'], h) + body);
   }
 
   /**
@@ -766,10 +764,8 @@ export class ProxyPipeline {
       }
       const body = p.redactor.redactBuffer(plain);
       const out = clientResponseHeaders(a.headers, p.redactor, drop, t.responseHeaders);
-      const lines = [`HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}`.trimEnd()];
-      for (const [k, v] of Object.entries(out)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
-      lines.push(`content-length: ${body.length}`, 'connection: close');
-      if (!socket.destroyed) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), body]), () => socket.destroy());
+      const head = rawHead([`HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}`.trimEnd(), `content-length: ${body.length}`, 'connection: close'], out);
+      endWith(socket, Buffer.concat([Buffer.from(head, 'latin1'), body]));
       this.record(facts, method, auditPath(t), a.status, started, requestId, t.clientIp, null);
       return;
     }
@@ -779,9 +775,7 @@ export class ProxyPipeline {
       return;
     }
     const out = clientResponseHeaders(up.headers as Record<string, string | string[] | undefined>, p.redactor, [], t.responseHeaders);
-    const lines = [`HTTP/1.1 101 Switching Protocols`, `connection: Upgrade`, `upgrade: ${String(up.headers.upgrade ?? protocol)}`];
-    for (const [k, v] of Object.entries(out)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
-    socket.write(lines.join('\r\n') + '\r\n\r\n');
+    socket.write(rawHead(['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${String(up.headers.upgrade ?? protocol)}`], out));
     if (head.length) upSock.write(head);
     const conn = { destroy: () => { upSock.destroy(); socket.destroy(); } };
     this.open.add(conn);
