@@ -279,10 +279,14 @@ export class Secrets {
     await s.lockSecretName(name);
     const reaching = (await s.listVaults()).filter((o) => o.id !== vault.id && parseFallback(o).includes(vault.name));
     let revoked = 0;
-    for (const v of [vault, ...reaching]) {
-      if (!(await this.resolve(v, name, undefined, s))) revoked += await this.core.grants.revokeIn(s, ctx, v, { kind: 'secret', target: name }, reason, ev);
-    }
+    for (const v of [vault, ...reaching]) revoked += await this.revokeIfUnresolved(s, ctx, v, name, reason, ev);
     return revoked;
+  }
+
+  /** The vault's grants on `name` revoked unless the name resolves there (itself or its fallback chain). */
+  private async revokeIfUnresolved(s: Store, ctx: OpContext, vault: VaultRow, name: string, reason: string, ev: AuditInput[]): Promise<number> {
+    if (await this.resolve(vault, name, undefined, s)) return 0;
+    return this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: name }, reason, ev);
   }
 
   /**
@@ -304,21 +308,24 @@ export class Secrets {
           if (checked.has(g.target)) continue;
           checked.add(g.target);
           fresh = true;
-          if (!(await this.resolve(vault, g.target, undefined, s))) revoked += await this.core.grants.revokeIn(s, ctx, vault, { kind: 'secret', target: g.target }, reason, ev);
+          revoked += await this.revokeIfUnresolved(s, ctx, vault, g.target, reason, ev);
         }
       }
       if (!full || !fresh) return revoked;
     }
   }
 
-  /** Inside a caller's transaction: deletes the secret (all versions) if it exists, pushing `secret.delete`. */
-  async deleteIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, ev: AuditInput[], details: Record<string, unknown> = {}): Promise<boolean> {
+  /**
+   * Inside a caller's transaction: deletes the secret (all versions) if it exists, pushing
+   * `secret.delete`, and revokes the grants it leaves behind (a secret made later under the name
+   * starts with none). Null when there was no such secret.
+   */
+  async deleteIn(s: Store, ctx: OpContext, vault: VaultRow, name: string, ev: AuditInput[], details: Record<string, unknown> = {}): Promise<{ versions: number; revoked: number } | null> {
     const cur = await s.lockSecret(vault.id, name);
-    if (!cur) return false;
+    if (!cur) return null;
     const { versions } = await s.deleteSecret(cur.id);
     ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions, ...details } });
-    await this.revokeGrantsIfGone(s, ctx, vault, name, 'secret deleted', ev);
-    return true;
+    return { versions, revoked: await this.revokeGrantsIfGone(s, ctx, vault, name, 'secret deleted', ev) };
   }
 
   async get(ctx: OpContext, vaultName: string, name: string): Promise<SecretMeta & { versions: VersionMeta[] }> {
@@ -383,13 +390,9 @@ export class Secrets {
     const vault = await this.core.vaults.require(vaultName);
     await this.core.authorize(ctx, 'secret.delete', vault, name);
     return this.core.write(ctx, async (s, ev) => {
-      const cur = await s.lockSecret(vault.id, name);
-      if (!cur) throw notFound('secret', name);
-      const { versions } = await s.deleteSecret(cur.id);
-      ev.push({ action: 'secret.delete', vault: vault.name, target: name, details: { versions } });
-      // a secret made later under this name starts with no grants (as a deleted service's do)
-      const revoked = await this.revokeGrantsIfGone(s, ctx, vault, name, 'secret deleted', ev);
-      return { deleted: name, vault: vault.name, versions, revoked_grants: revoked };
+      const r = await this.deleteIn(s, ctx, vault, name, ev);
+      if (!r) throw notFound('secret', name);
+      return { deleted: name, vault: vault.name, versions: r.versions, revoked_grants: r.revoked };
     });
   }
 
