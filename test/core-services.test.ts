@@ -459,6 +459,13 @@ describeBackends('core.services', (ctx) => {
     expect(await core.store.getVaultSecretValueRow('default', 'DEADLOCKED')).toBeFalsy();
   });
 
+  /** New vaults `fallback`, then `name` falling back to them in that order, with svc-bot a member of `name`. */
+  async function chain(name: string, fallback: string[]): Promise<void> {
+    for (const f of fallback) await core.vaults.create(owner, { name: f });
+    await core.vaults.create(owner, { name, fallback });
+    await core.access.addVaultAgent(owner, name, 'svc-bot');
+  }
+
   it('deleting a secret revokes its grants (audited): a secret made again under the name is not vended', async () => {
     await core.secrets.put(owner, 'default', 'VEND_AGAIN', { value: 'v-again-1' });
     const g = await core.grants.create(owner, 'default', { agent: 'svc-bot', secret: 'VEND_AGAIN', mode: 'read' });
@@ -475,9 +482,7 @@ describeBackends('core.services', (ctx) => {
   });
 
   it('deleting a vault\'s own copy keeps the grants while the name still resolves through its fallback chain', async () => {
-    await core.vaults.create(owner, { name: 'tier-platform' });
-    await core.vaults.create(owner, { name: 'tier-user', fallback: ['tier-platform'] });
-    await core.access.addVaultAgent(owner, 'tier-user', 'svc-bot');
+    await chain('tier-user', ['tier-platform']);
     await core.secrets.put(owner, 'tier-platform', 'TIERED_KEY', { value: 'platform-value' });
     await core.secrets.put(owner, 'tier-user', 'TIERED_KEY', { value: 'user-value' });
     await core.grants.create(owner, 'tier-user', { agent: 'svc-bot', secret: 'TIERED_KEY', mode: 'read' });
@@ -487,10 +492,9 @@ describeBackends('core.services', (ctx) => {
   });
 
   it('deleting a secret revokes the grants of the vaults that reached it through their fallback chain, unless it still resolves there', async () => {
-    await core.vaults.create(owner, { name: 'chain-b' });
-    await core.vaults.create(owner, { name: 'chain-a', fallback: ['chain-b'] });
+    await chain('chain-a', ['chain-b']);
     await core.vaults.create(owner, { name: 'chain-c', fallback: ['chain-b'] });
-    for (const v of ['chain-a', 'chain-c']) await core.access.addVaultAgent(owner, v, 'svc-bot');
+    await core.access.addVaultAgent(owner, 'chain-c', 'svc-bot');
     await core.secrets.put(owner, 'chain-b', 'CHAIN_KEY', { value: 'from-b' });
     await core.secrets.put(owner, 'chain-c', 'CHAIN_KEY', { value: 'own-c' }); // chain-c has its own
     const ga = await core.grants.create(owner, 'chain-a', { agent: 'svc-bot', secret: 'CHAIN_KEY', mode: 'read' });
@@ -506,10 +510,7 @@ describeBackends('core.services', (ctx) => {
   });
 
   it.runIf(ctx.backend === 'postgres')('RACE: the name deleted at once from both vaults of a chain: the grant of the vault that reached them is revoked, every time', async () => {
-    await core.vaults.create(owner, { name: 'both-b1' });
-    await core.vaults.create(owner, { name: 'both-b2' });
-    await core.vaults.create(owner, { name: 'both-a', fallback: ['both-b1', 'both-b2'] });
-    await core.access.addVaultAgent(owner, 'both-a', 'svc-bot');
+    await chain('both-a', ['both-b1', 'both-b2']);
     for (let i = 0; i < 8; i++) {
       const key = `BOTH_KEY_${i}`;
       await core.secrets.put(owner, 'both-b1', key, { value: 'one' });
@@ -522,9 +523,7 @@ describeBackends('core.services', (ctx) => {
   });
 
   it('a shorter fallback chain revokes the grants on names that no longer resolve, and keeps the others', async () => {
-    await core.vaults.create(owner, { name: 'short-b' });
-    await core.vaults.create(owner, { name: 'short-a', fallback: ['short-b'] });
-    await core.access.addVaultAgent(owner, 'short-a', 'svc-bot');
+    await chain('short-a', ['short-b']);
     await core.secrets.put(owner, 'short-b', 'SHORT_GONE', { value: 'from-b' });
     await core.secrets.put(owner, 'short-a', 'SHORT_OWN', { value: 'own' });
     const gone = await core.grants.create(owner, 'short-a', { agent: 'svc-bot', secret: 'SHORT_GONE', mode: 'read' });
