@@ -25,6 +25,14 @@ import { BASE_PREFIX, baseUrlHandler, baseUrlProxy } from '../proxy/base-url.js'
 import type { ProxyPipeline } from '../proxy/pipeline.js';
 import { answerClientError } from '../proxy/forward.js';
 import { securityHeaders, securityPlugin, type SecurityOptions } from './security.js';
+import { hotRead } from './hot-read.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** secret reads answered by the hot path (hot-read.ts) so far */
+    hotReads: () => number;
+  }
+}
 
 export interface AppOptions {
   /** the injection proxy's pipeline: serves the base-URL mode under /proxy/ (absent = no /proxy/ routes) */
@@ -38,6 +46,8 @@ export interface AppOptions {
   publicUrl?: () => string | null;
   /** rate limits and their Redis (headers and CORS need no options) */
   security?: Omit<SecurityOptions, 'tls'>;
+  /** false: secret reads take the Fastify route too (tests compare the two paths) */
+  hotRead?: boolean;
 }
 
 /** Longest path segment the router matches (longer ones are 414 `uri_too_long`). */
@@ -72,10 +82,30 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   // base-URL proxy requests go from the HTTP server straight to the pipeline (see proxy/base-url.ts);
   // behind a trusted reverse proxy they take the Fastify route, which knows the client's address
   const bypass = opts.proxy && !opts.trustProxy ? baseUrlHandler(opts.proxy, headers) : null;
+  // secret reads by bearer token take the hot path (hot-read.ts) unless behind a trusted reverse
+  // proxy (the client's address is then Fastify's to work out); what it does not take goes on to Fastify
+  let app: FastifyInstance;
+  const hot = opts.trustProxy || opts.hotRead === false ? null : hotRead({
+    core, headers, perimeter: () => app.latchkeyPerimeter ?? null,
+    log: opts.logLevel === 'silent' ? null : {
+      incoming: (reqId, method, url, ip) => app.log.info({ reqId, req: { method, url, ip, id: reqId } }, 'incoming request'),
+      completed: (reqId, statusCode, responseTime) => app.log.info({ reqId, res: { statusCode }, responseTime }, 'request completed'),
+    },
+    // as the error handler below logs a 500
+    onError: (err, reqId) => app.log.child({ reqId }).error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code }, stack: (err as Error)?.stack?.split('\n').slice(1, 6).join(' | ') }, 'request failed'),
+  });
   const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void, o: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number }) => {
     const route = (req: IncomingMessage, res: ServerResponse) => {
       if (bypass && req.url?.startsWith(BASE_PREFIX)) void bypass(req, res);
-      else handler(req, res);
+      else if (hot && req.method === 'GET' && req.url?.startsWith('/v1/vaults/') && req.url.includes('/value')) {
+        hot.handle(req, res).then((took) => {
+          if (!took) handler(req, res);
+        }, (err: unknown) => {
+          app.log.error({ err: { type: (err as Error)?.name } }, 'secret read hot path failed');
+          if (!res.headersSent) handler(req, res);
+          else res.destroy();
+        });
+      } else handler(req, res);
     };
     // as Fastify builds its own server (lib/server.js)
     const server = opts.https ? createHttpsServer(opts.https, route) : createHttpServer(route);
@@ -85,7 +115,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     return server;
   };
 
-  const app = Fastify({
+  app = Fastify({
     logger,
     serverFactory,
     bodyLimit: 1024 * 1024,
@@ -155,6 +185,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   // headers, CORS, cross-origin and rate-limit checks: registered before the auth hook so they run first
   await app.register(securityPlugin({ ...opts.security, tls: !!opts.https, headers }));
   app.decorateRequest('ctx', null as never);
+  app.decorate('hotReads', () => hot?.served() ?? 0);
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', req.id);

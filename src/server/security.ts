@@ -1,7 +1,7 @@
 /**
  * The control plane's perimeter, as one plugin: security headers (helmet's, computed once), a closed CORS
  * policy with a cross-origin check for cookie-authenticated writes, and tiered rate limits
- * (@fastify/rate-limit), counted in memory or, with a Redis URL, shared by every replica.
+ * (@fastify/rate-limit's stores), counted in memory or, with a Redis URL, shared by every replica.
  *
  * Rate-limit tiers (all fixed windows; `max` 0 turns a tier off):
  *   global    per client IP, every request that is not authenticated by a credential
@@ -18,10 +18,17 @@
  * warning in the log (at most one every 30 s) — fail open to per-replica limits, never to none.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type {} from '@fastify/rate-limit';
 import { LatchkeyError, StartupError } from '../core/errors.js';
 import { problem, servedPath } from './http.js';
 import { SESSION_COOKIE } from './routes/access.js';
+import type { Perimeter } from './hot-read.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the perimeter's checks, lent to the secret-read hot path (hot-read.ts) */
+    latchkeyPerimeter?: Perimeter;
+  }
+}
 
 // ---------------------------------------------------------------- configuration
 
@@ -186,7 +193,8 @@ function rateLimited(reply: FastifyReply, tier: RateTier, max: number, seconds: 
 }
 
 type Check = { tier: RateTier; max: number; remaining: number; ttlSeconds: number; exceeded: boolean };
-type Limiter = (req: FastifyRequest) => Promise<Check>;
+/** Counts a request in one tier: at once when counted in this process, else (Redis) when Redis answers. */
+type Limiter = (req: FastifyRequest) => Check | Promise<Check>;
 
 /**
  * The security headers, computed once by helmet from our policy (plus Permissions-Policy, which
@@ -235,7 +243,6 @@ export function securityPlugin(opts: SecurityOptions) {
     });
 
     // ---- counters
-    const { default: rateLimit } = await import('@fastify/rate-limit');
     // @ts-expect-error the stores are CommonJS files without their own type declarations
     const { default: LocalStore } = (await import('@fastify/rate-limit/store/LocalStore.js')) as { default: StoreCtor };
     // @ts-expect-error as above
@@ -296,16 +303,29 @@ export function securityPlugin(opts: SecurityOptions) {
       }
     }
 
-    await app.register(rateLimit, { global: false, store: SharedStore as never, enableDraftSpec: true });
-
+    // Each tier counts in a store of its own, under the key `<tier>:<who>`, as the plugin's own
+    // limiters did (so replicas of either kind share counts), and straight into the store: its
+    // per-request wrapper took several promises per request, and an in-process count needs none.
     const limiter = (tier: RateTier, key: (req: FastifyRequest) => string): Limiter | null => {
       const { max, windowMs } = limits[tier];
       if (!(max > 0)) return null;
-      const fn = app.createRateLimit({ max, timeWindow: windowMs, keyGenerator: (req) => `${tier}:${key(req)}` });
-      return async (req) => {
-        const r = await fn(req);
-        if (r.isAllowed) return { tier, max, remaining: max, ttlSeconds: 0, exceeded: false };
-        return { tier, max, remaining: r.remaining, ttlSeconds: r.ttlInSeconds, exceeded: r.isExceeded };
+      const store = new SharedStore();
+      const check = (res: IncrResult): Check => ({ tier, max, remaining: Math.max(0, max - res.current), ttlSeconds: Math.ceil(res.ttl / 1000), exceeded: res.current > max });
+      return (req) => {
+        let now: Check | Error | null = null;
+        let later: ((c: Check | Error) => void) | null = null;
+        store.incr(`${tier}:${key(req)}`, (err, res) => {
+          const c = err || !res ? (err ?? new Error('the rate-limit store gave no count')) : check(res);
+          if (later) later(c);
+          else now = c;
+        }, windowMs, max);
+        // set by the store's callback when it answered at once (TypeScript cannot see that)
+        const got = now as Check | Error | null;
+        if (got instanceof Error) throw got;
+        if (got) return got;
+        return new Promise<Check>((resolve, reject) => {
+          later = (c) => (c instanceof Error ? reject(c) : resolve(c));
+        });
       };
     };
     const byIp = (req: FastifyRequest) => `ip:${req.ip}`;
@@ -323,17 +343,26 @@ export function securityPlugin(opts: SecurityOptions) {
       approval: limiter('approval', byIp),
     };
 
+    type Counted = { over: Check } | { headers: Array<[string, string]> };
+    /** Counts the request in each tier: the one over (the longest wait first), else the RateLimit headers of the tightest. At once when every tier answers at once. */
+    function count(req: FastifyRequest, tiers: Array<Limiter | null>): Counted | Promise<Counted> {
+      const active = tiers.filter((t): t is Limiter => !!t);
+      if (!active.length) return { headers: [] };
+      const checks = active.map((t) => t(req));
+      return checks.some((c) => c instanceof Promise) ? Promise.all(checks).then(outcome) : outcome(checks as Check[]);
+    }
+    function outcome(checks: Check[]): Counted {
+      const over = checks.filter((c) => c.exceeded).sort((a, b) => b.ttlSeconds - a.ttlSeconds)[0];
+      if (over) return { over };
+      const tight = checks.reduce((a, b) => (b.remaining / b.max < a.remaining / a.max ? b : a));
+      return { headers: [['RateLimit-Limit', String(tight.max)], ['RateLimit-Remaining', String(tight.remaining)], ['RateLimit-Reset', String(tight.ttlSeconds)]] };
+    }
+
     /** Counts the request in each tier; refuses with 429 if any is over, else reports the tightest. */
     async function enforce(req: FastifyRequest, reply: FastifyReply, tiers: Array<Limiter | null>) {
-      const active = tiers.filter((t): t is Limiter => !!t);
-      if (!active.length) return;
-      const checks = await Promise.all(active.map((t) => t(req)));
-      const over = checks.filter((c) => c.exceeded).sort((a, b) => b.ttlSeconds - a.ttlSeconds)[0];
-      if (over) throw rateLimited(reply, over.tier, over.max, over.ttlSeconds);
-      const tight = checks.reduce((a, b) => (b.remaining / b.max < a.remaining / a.max ? b : a));
-      reply.header('RateLimit-Limit', String(tight.max));
-      reply.header('RateLimit-Remaining', String(tight.remaining));
-      reply.header('RateLimit-Reset', String(tight.ttlSeconds));
+      const c = await count(req, tiers);
+      if ('over' in c) throw rateLimited(reply, c.over.tier, c.over.max, c.over.ttlSeconds);
+      for (const [k, v] of c.headers) reply.header(k, v);
     }
 
     // IPs whose failed credentials went over the token tier: credentialed requests are refused before
@@ -385,6 +414,17 @@ export function securityPlugin(opts: SecurityOptions) {
         throw err;
       }
     });
+
+    // the same checks, with the same counters, for the secret-read hot path (hot-read.ts), which
+    // answers without a FastifyRequest: the actor tier's key reads only the address and the principal
+    const perimeter: Perimeter = {
+      blocked: (ip) => blockedFor(ip) !== null,
+      countActor: (principal, ip) => {
+        const c = count({ ip, ctx: { principal } } as unknown as FastifyRequest, [L.actor]);
+        return c instanceof Promise ? c.then((x) => ('over' in x ? null : x.headers)) : 'over' in c ? null : c.headers;
+      },
+    };
+    app.decorate('latchkeyPerimeter', perimeter);
 
     // ---- after authentication (all onRequest hooks, the auth hook included, have run): per-actor tiers
     app.addHook('preParsing', async (req, reply) => {

@@ -42,6 +42,8 @@ export interface ServerOptions {
   redisPrefix?: string;
   /** rate-limit overrides per tier, over $LATCHKEY_RATE_LIMIT_<TIER> and the defaults (src/server/security.ts) */
   rateLimits?: Partial<RateLimits>;
+  /** false: secret reads take the Fastify route too, not the hot path (tests compare the two) */
+  hotRead?: boolean;
   /** where people reach the console (approval URLs are absolute under it): default $LATCHKEY_PUBLIC_URL, else the listening address */
   publicUrl?: string;
 }
@@ -102,7 +104,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // the injection proxy's pipeline (auth, grants, injection, egress guard, redaction, audit): one per
     // process, shared by the base-URL mode (control plane) and the forward proxy
     pipeline = new ProxyPipeline(core, { egressAllow: env.LATCHKEY_EGRESS_ALLOW, upstreamCa: env.LATCHKEY_UPSTREAM_CA });
-    const app = await buildApp(core, { logLevel: opts.logLevel, logStream: opts.logStream, https, security, proxy: pipeline, publicUrl: () => publicUrl });
+    const app = await buildApp(core, { logLevel: opts.logLevel, logStream: opts.logStream, https, security, proxy: pipeline, publicUrl: () => publicUrl, hotRead: opts.hotRead });
     pipeline.setLogger(app.log);
     // the forward proxy's CA: created in the database on first use (GET /v1/ca.pem or the first CONNECT)
     const ca = new InstanceCa(core);
