@@ -237,7 +237,24 @@ describeBackends('API bad input', (ctx) => {
     await refused(400, 'validation_failed', 'name', 'PATCH', '/v1/vaults/team', { body: { name: 'renamed' } });
     await refused(404, 'vault_not_found', null, 'DELETE', '/v1/vaults/no-such-vault');
     await refused(400, 'validation_failed', 'vault', 'DELETE', `/v1/vaults/${'v'.repeat(LIMITS.vaultName + 1)}`);
+    await refused(400, 'validation_failed', 'expect_secrets', 'DELETE', '/v1/vaults/team?expect_secrets=-1');
+    await refused(400, 'validation_failed', 'expect_secrets', 'DELETE', '/v1/vaults/team?expect_secrets=two');
     expect(await apiState()).toEqual(before);
+  });
+
+  it('vault delete with expect_secrets: any other count than the vault holds is 409 vault_changed and deletes nothing; the right one deletes', async () => {
+    expect((await call('POST', '/v1/vaults', { body: { name: 'confirmed' } })).status).toBe(201);
+    for (const name of ['ONE', 'TWO']) expect((await call('POST', '/v1/vaults/confirmed/secrets', { body: { name, value: 'v' } })).status).toBe(201);
+    // the person was asked about 1 secret (or none): a second one arrived since
+    for (const n of [0, 1, 3]) {
+      const r = await refused(409, 'vault_changed', null, 'DELETE', `/v1/vaults/confirmed?expect_secrets=${n}`);
+      expect(r.json.detail).toContain(`holds 2 secrets, not the ${n} expected`);
+    }
+    expect((await call('GET', '/v1/vaults/confirmed/secrets/TWO/value')).json.value).toBe('v');
+    const ok = await call('DELETE', '/v1/vaults/confirmed?expect_secrets=2');
+    expect(ok.status, ok.text).toBe(200);
+    expect(ok.json).toEqual({ deleted: 'confirmed', secrets: 2 });
+    expect((await call('GET', '/v1/vaults/confirmed/secrets')).status).toBe(404);
   });
 
   it('secrets create: names, values, tags, types, unknown fields, unknown vault, 409', async () => {

@@ -190,7 +190,16 @@ describe('latchkey CLI (child process, real server)', () => {
     const confirmed = await runInTerminal(['vault', 'delete', 'doomed'], termEnv, [[asked, 'doomed']]);
     expect(confirmed.code, confirmed.stdout).toBe(0);
     expect(confirmed.stdout).toContain('deleted vault doomed (1 secret)');
+    // a secret added while the question waits: what was confirmed is no longer what would go
     await doom();
+    const raced = await runInTerminal(['vault', 'delete', 'doomed'], termEnv, [[asked, async () => {
+      const add = await cli(['secret', 'set', 'LATE_ARRIVAL=v', '--vault', 'doomed']);
+      expect(add.code, add.stderr).toBe(0);
+      return 'doomed';
+    }]]);
+    expect(raced.code, raced.stdout).toBe(1);
+    expect(raced.stdout).toContain("vault 'doomed' holds 2 secrets, not the 1 expected; nothing was deleted");
+    expect((JSON.parse((await cli(['vault', 'list', '--json'])).stdout) as { name: string; secrets: number }[]).find((v) => v.name === 'doomed')?.secrets).toBe(2);
     const yes = await runInTerminal(['vault', 'delete', 'doomed', '--yes'], termEnv, []);
     expect(yes.code, yes.stdout).toBe(0);
     expect(yes.stdout).not.toContain('type its name');

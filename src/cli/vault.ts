@@ -42,14 +42,17 @@ export function vaultCommand(program: Command, _setCode: (c: number) => void): v
     .option('--json', 'machine-readable output')
     .action(async (name: string, opts: { yes?: boolean; json?: boolean }, cmd: Command) => {
       const client = clientFor(cmd);
+      // on a terminal, what the person confirmed (that many secrets, or none) is what may be deleted:
+      // the server refuses (409 vault_changed) if secrets were added or removed since the question
+      let expect: number | undefined;
       if (!opts.yes && interactive()) {
-        const n = (await client.listVaults()).items.find((v) => v.name === name)?.secrets ?? 0;
-        if (n > 0) {
-          const answer = await prompt(`vault '${name}' holds ${n} secret${n === 1 ? '' : 's'}, deleted with it for good; type its name to go on: `, { what: 'the vault name' });
+        expect = (await client.listVaults()).items.find((v) => v.name === name)?.secrets ?? 0;
+        if (expect > 0) {
+          const answer = await prompt(`vault '${name}' holds ${expect} secret${expect === 1 ? '' : 's'}, deleted with it for good; type its name to go on: `, { what: 'the vault name' });
           if (answer.trim() !== name) throw new CliError(`vault '${name}' was not deleted (the answer was not its name)`, EXIT.error);
         }
       }
-      const r = await client.deleteVault(name);
+      const r = await client.deleteVault(name, expect);
       if (opts.json) return printJson(r);
       out(`deleted vault ${name} (${r.secrets} secret${r.secrets === 1 ? '' : 's'})`);
     });

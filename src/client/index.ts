@@ -465,7 +465,10 @@ export class LatchkeyClient {
   updateVault(name: string, body: { fallback?: string[]; description?: string | null; passthrough?: boolean }): Promise<Vault> {
     return this.request('PATCH', `/v1/vaults/${seg(name)}`, { body });
   }
-  deleteVault(name: string): Promise<{ deleted: string; secrets: number }> { return this.request('DELETE', `/v1/vaults/${seg(name)}`); }
+  /** `expectSecrets`: only if the vault holds exactly that many secrets (else 409 vault_changed) */
+  deleteVault(name: string, expectSecrets?: number): Promise<{ deleted: string; secrets: number }> {
+    return this.request('DELETE', `/v1/vaults/${seg(name)}`, expectSecrets === undefined ? {} : { query: { expect_secrets: expectSecrets } });
+  }
 
   // ---- secrets
   listSecrets(vault: string, q: SecretListQuery = {}): Promise<Page<SecretMeta>> {

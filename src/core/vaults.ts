@@ -132,7 +132,11 @@ export class Vaults {
     return vaultView({ ...v, ...patch } as VaultRow);
   }
 
-  async delete(ctx: OpContext, name: string): Promise<{ deleted: string; secrets: number }> {
+  /**
+   * Deletes a vault with its secrets. With `expectSecrets`, only if it holds exactly that many when
+   * the deletion runs (the count a person confirmed): else 409 `vault_changed` and nothing is deleted.
+   */
+  async delete(ctx: OpContext, name: string, expectSecrets?: number): Promise<{ deleted: string; secrets: number }> {
     const v = await this.require(name);
     await this.core.authorize(ctx, 'vault.delete', v, name);
     const users = (await this.core.store.listVaults()).filter((o) => o.id !== v.id && parseFallback(o).includes(name));
@@ -140,6 +144,10 @@ export class Vaults {
     return this.core.write(ctx, async (s, ev) => {
       const { secrets, deleted } = await s.deleteVault(v.id);
       if (!deleted) throw notFound('vault', name);
+      // counted by the deletion itself, under the vault's lock: rolled back whole when it differs
+      if (expectSecrets !== undefined && secrets !== expectSecrets) {
+        throw conflict(`vault '${name}' holds ${secrets} secret${secrets === 1 ? '' : 's'}, not the ${expectSecrets} expected; nothing was deleted`, 'vault_changed');
+      }
       ev.push({ action: 'vault.delete', vault: name, target: name, details: { secrets } });
       return { deleted: name, secrets };
     });

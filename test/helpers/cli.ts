@@ -36,10 +36,11 @@ export function cleanEnv(extra: Record<string, string | undefined>): NodeJS.Proc
 
 /**
  * Runs the CLI on a real pseudo-terminal (util-linux `script`), answering each prompt as it
- * appears: `answers` are [what the screen ends with, the line typed]. stdout is the terminal's
+ * appears: `answers` are [what the screen ends with, the line typed (or a function that does
+ * something first, while the question waits, and gives the line)]. stdout is the terminal's
  * whole output (the CLI's stdout and stderr, and what the terminal echoed).
  */
-export function runInTerminal(args: string[], env: NodeJS.ProcessEnv, answers: Array<[RegExp, string]>): Promise<Result> {
+export function runInTerminal(args: string[], env: NodeJS.ProcessEnv, answers: Array<[RegExp, string | (() => Promise<string>)]>): Promise<Result> {
   return new Promise((res, rej) => {
     const cmd = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
     const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...env, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -51,7 +52,8 @@ export function runInTerminal(args: string[], env: NodeJS.ProcessEnv, answers: A
       const a = answers[next];
       if (a && a[0].test(stdout)) {
         next++;
-        child.stdin.write(`${a[1]}\r`);
+        const line = a[1];
+        void (typeof line === 'string' ? Promise.resolve(line) : line()).then((t) => child.stdin.write(`${t}\r`), rej);
       }
     });
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));

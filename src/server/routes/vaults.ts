@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Core } from '../../core/core.js';
 import type { VaultInput } from '../../core/vaults.js';
-import { vaultParam, type App, type Req } from '../http.js';
+import { intQuery, vaultParam, type App, type Req } from '../http.js';
 
 const vaultName = z.string().min(1).max(63);
 const createBody = z.strictObject({
@@ -12,6 +12,8 @@ const createBody = z.strictObject({
   passthrough: z.boolean().optional(),
 });
 const updateBody = createBody.omit({ name: true });
+/** `expect_secrets`: delete only if the vault holds exactly this many secrets (what the caller confirmed) */
+const deleteQuery = z.strictObject({ expect_secrets: intQuery(0, 2_147_483_647).optional() });
 
 export function vaultRoutes(core: Core) {
   return async (app: App) => {
@@ -25,7 +27,7 @@ export function vaultRoutes(core: Core) {
     app.patch('/v1/vaults/:vault', { schema: { summary: 'Change a vault (fallback chain, description, passthrough)', tags: ['vaults'], params: vaultParam, body: updateBody } },
       async (req: Req<VaultInput, unknown, { vault: string }>) => core.vaults.update(req.ctx, req.params.vault, req.body));
 
-    app.delete('/v1/vaults/:vault', { schema: { summary: 'Delete a vault and every secret in it', tags: ['vaults'], params: vaultParam } },
-      async (req: Req<unknown, unknown, { vault: string }>) => core.vaults.delete(req.ctx, req.params.vault));
+    app.delete('/v1/vaults/:vault', { schema: { summary: 'Delete a vault and every secret in it (with expect_secrets, only if it holds exactly that many: else 409 vault_changed)', tags: ['vaults'], params: vaultParam, querystring: deleteQuery } },
+      async (req: Req<unknown, z.infer<typeof deleteQuery>, { vault: string }>) => core.vaults.delete(req.ctx, req.params.vault, req.query.expect_secrets));
   };
 }
