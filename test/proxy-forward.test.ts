@@ -345,6 +345,30 @@ describeBackends('forward proxy', (ctx) => {
     for (const r of [none, forged, junk]) r.socket.destroy();
   });
 
+  it('a refused CONNECT closes the connection once answered, even when the client keeps its side open', async () => {
+    // a client that keeps its half of the connection open after the answer (allowHalfOpen): the
+    // proxy must not keep its socket for it. Once the proxy has destroyed its socket, what the
+    // client still sends is answered with a reset (EPIPE / ECONNRESET); a socket only ended would
+    // take it in silently
+    const socket = netConnect({ port: pport, host: '127.0.0.1', allowHalfOpen: true });
+    let got = '';
+    const ended = new Promise<void>((res) => socket.on('end', res));
+    const failed = new Promise<string>((res) => {
+      socket.on('error', (err: NodeJS.ErrnoException) => res(err.code ?? 'error'));
+      socket.on('close', () => res('closed'));
+    });
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    socket.write(`CONNECT 127.0.0.1:${uport} HTTP/1.1\r\nHost: 127.0.0.1:${uport}\r\n\r\n`);
+    await ended;
+    expect(got).toMatch(/^HTTP\/1\.1 407 /);
+    expect(got).toContain('"code":"proxy_auth_required"');
+    const writer = setInterval(() => { if (socket.writable) socket.write('still here\r\n'); }, 20);
+    const outcome = await Promise.race([failed, new Promise<string>((res) => setTimeout(() => res('kept open'), 3000))]);
+    clearInterval(writer);
+    socket.destroy();
+    expect(['EPIPE', 'ECONNRESET', 'closed']).toContain(outcome);
+  });
+
   it('a host no service matches: 403 with a hint how to propose one', async () => {
     const r = await rawConnect(pport, 'unmatched.example.com:443', basic(agentToken, 'default'));
     expect(r.status).toBe(403);
