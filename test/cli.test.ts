@@ -120,8 +120,10 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(existsSync(join(home, 'config.json'))).toBe(false);
   });
 
-  it('init --json prints the owner token once, saves it 0600; a second init exits 1', async () => {
-    const r = await cli(['init', '--email', 'a@b.c', '--password-stdin', '--json'], { input: 'correct horse battery staple\n' });
+  it('init --json prints the owner token once, saves it 0600 with this server\'s address (not one saved before); a second init exits 1', async () => {
+    // an address saved by an earlier `login` elsewhere: the new owner token must not be sent there
+    writeFileSync(join(home, 'config.json'), JSON.stringify({ addr: 'http://other-server.example:7470' }), { mode: 0o600 });
+    const r = await cli(['init', '--email', 'a@b.c', '--password-stdin', '--json'], { input: 'correct horse battery staple\n', env: { LATCHKEY_PORT: String(port) } });
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.token).toMatch(/^lk_pat_/);
@@ -132,6 +134,8 @@ describe('latchkey CLI (child process, real server)', () => {
     const cfgPath = join(home, 'config.json');
     expect(statSync(cfgPath).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(cfgPath, 'utf8')).token).toBe(token);
+    expect(j.addr).toBe(addr); // where `latchkey server` listens with this environment
+    expect(JSON.parse(readFileSync(cfgPath, 'utf8')).addr).toBe(j.addr);
 
     const again = await cli(['init', '--json']);
     expect(again.code).toBe(1);

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { writeCliConfig } from './config.js';
-import { CliError, EXIT, out, printJson, readStdin, usage } from './output.js';
+import { CliError, EXIT, globals, out, printJson, readStdin, usage } from './output.js';
 
 export const MIN_PASSWORD = 12;
 
@@ -16,7 +16,7 @@ export function initCommand(program: Command, _setCode: (c: number) => void): vo
     .option('--password-stdin', "read the owner's password from stdin (at least 12 characters)")
     .option('--database-url <url>', 'PostgreSQL URL (default: $LATCHKEY_DATABASE_URL; unset = SQLite in the data dir)')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { email?: string; passwordStdin?: boolean; databaseUrl?: string; json?: boolean }) => {
+    .action(async (opts: { email?: string; passwordStdin?: boolean; databaseUrl?: string; json?: boolean }, cmd: Command) => {
       if (opts.passwordStdin && !opts.email) throw usage('--password-stdin needs --email');
       if (opts.email !== undefined && !/^[^\s@]+@[^\s@]+$/.test(opts.email)) throw usage('--email: must be an email address');
       let password: string | null = null;
@@ -24,6 +24,11 @@ export function initCommand(program: Command, _setCode: (c: number) => void): vo
         password = await readStdin('the password');
         if (password.length < MIN_PASSWORD) throw usage(`password: must be at least ${MIN_PASSWORD} characters`);
       }
+      // the token is saved with the address this data dir's server will listen on (as `latchkey
+      // server` starts it here), never under an address saved earlier: it must not go to another server
+      const { defaultListen, localAddr } = await import('./server.js');
+      const listen = defaultListen();
+      const addr = globals(cmd).addr || process.env.LATCHKEY_ADDR || localAddr(listen.host, listen.port);
       const { openCore, defaultHome } = await import('../core/bootstrap.js');
       const home = defaultHome();
       const { core, initialized } = await openCore({
@@ -34,14 +39,14 @@ export function initCommand(program: Command, _setCode: (c: number) => void): vo
       });
       await core.close();
       if (!initialized) throw new CliError(`already initialised at ${home}`, EXIT.error);
-      const configPath = writeCliConfig({ token: initialized.ownerToken });
+      const configPath = writeCliConfig({ token: initialized.ownerToken, addr });
       if (opts.json) {
-        printJson({ token: initialized.ownerToken, home, key_file: initialized.keyFile, email: opts.email ?? null, config: configPath });
+        printJson({ token: initialized.ownerToken, home, key_file: initialized.keyFile, email: opts.email ?? null, config: configPath, addr });
         return;
       }
       out(`Latchkey initialised in ${home}`);
       out('');
-      out("Owner API token (shown once; saved for this CLI in " + configPath + '):');
+      out(`Owner API token (shown once; saved for this CLI, with the server address ${addr}, in ${configPath}):`);
       out('');
       out(`  ${initialized.ownerToken}`);
       out('');

@@ -28,6 +28,17 @@ function envPort(name: string, fallback: number): number {
   return Number(v);
 }
 
+/** Where `latchkey server` listens here without flags: $LATCHKEY_HOST and $LATCHKEY_PORT, else 127.0.0.1:7470. */
+export function defaultListen(): { host: string; port: number } {
+  return { host: process.env.LATCHKEY_HOST || '127.0.0.1', port: envPort('LATCHKEY_PORT', 7470) };
+}
+
+/** The address a CLI on this machine reaches a plain-http server listening on host:port at. */
+export function localAddr(host: string, port: number): string {
+  const h = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+}
+
 export function serverCommand(program: Command, _setCode: (c: number) => void): void {
   program
     .command('server')
@@ -48,9 +59,10 @@ export function serverCommand(program: Command, _setCode: (c: number) => void): 
       const { defaultHome } = await import('../core/bootstrap.js');
       const { startServer } = await import('../server/start.js');
       const home = defaultHome();
-      const port = flags.port ?? envPort('LATCHKEY_PORT', 7470);
+      const listen = defaultListen();
+      const port = flags.port ?? listen.port;
       const proxyPort = flags.proxyPort ?? envPort('LATCHKEY_PROXY_PORT', 7471);
-      const host = flags.host || process.env.LATCHKEY_HOST || '127.0.0.1';
+      const host = flags.host || listen.host;
       const opts = {
         home,
         databaseUrl: flags.databaseUrl ?? (process.env.LATCHKEY_DATABASE_URL || undefined),
