@@ -107,6 +107,9 @@ describe('secret reads: the hot path answers as the Fastify route does', () => {
     expect((await both('/v1/vaults/default/secrets/HOT_KEY/value', null))[0].status).toBe(401);
     expect((await both('/v1/vaults/default/secrets/HOT_KEY/value', 'lk_pat_notarealtoken'))[0].status).toBe(401);
     expect((await both('/v1/vaults/default/secrets/HOT_KEY/value?version=abc', 'owner'))[0].json.field).toBe('version');
+    expect((await both('/v1/vaults/default/secrets/HOT_KEY/value?version=0', 'owner'))[0].json.field).toBe('version');
+    expect((await both('/v1/vaults/default/secrets/HOT_KEY/value?version=01', 'owner'))[0].json.value).toBe(SENTINEL_VALUE);
+    expect((await both('/v1/vaults/default/secrets/HOT_KEY/value?version=1&version=1', 'owner'))[0].status).toBe(400);
     expect((await both('/v1/vaults/default/secrets/HOT_KEY/value?verbose=1', 'owner'))[0].status).toBe(400);
     expect((await both('/v1/vaults/default/secrets/HOT_KEY/value/', 'owner'))[0].status).toBe(404);
     expect((await both('/v1/vaults/default/secrets/bad%00name/value', 'owner'))[0].status).toBe(400);
@@ -120,7 +123,7 @@ describe('secret reads: the hot path answers as the Fastify route does', () => {
       expect(a!.map(strip), action).toEqual(b!.map(strip));
     }
     const reads = await auditOf(sides[0]!, 'secret.read');
-    expect(reads.filter((e) => e.outcome === 'ok')).toHaveLength(2);
+    expect(reads.filter((e) => e.outcome === 'ok')).toHaveLength(3); // HOT_KEY, skill:github:token, and HOT_KEY by version=01 (through Fastify)
     expect(reads.filter((e) => e.outcome === 'denied')).toHaveLength(1);
     // the request id answered is the one audited
     expect(reads.some((e) => e.request_id === ok.headers['x-request-id'])).toBe(true);

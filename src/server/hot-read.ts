@@ -40,7 +40,8 @@ export interface HotReadOptions {
   onError: (err: unknown, reqId: string) => void;
 }
 
-const ROUTE = /^\/v1\/vaults\/([^/?#]{1,189})\/secrets\/([^/?#]{1,384})\/value(?:\?(version=[0-9]{1,9})?)?$/;
+/** The route, with no query or `version` alone in plain digits (zero, leading zeros and the rest are Fastify's to judge). */
+const ROUTE = /^\/v1\/vaults\/([^/?#]{1,189})\/secrets\/([^/?#]{1,384})\/value(?:\?(version=[1-9][0-9]{0,8})?)?$/;
 /** Names the route's validation accepts for certain (anything else goes to Fastify, which says what is wrong). */
 const SAFE_NAME = /^[A-Za-z0-9_:.-]+$/;
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
