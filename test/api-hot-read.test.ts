@@ -8,14 +8,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
+// @ts-expect-error a CommonJS file without type declarations: the store the rate-limit tiers count in
+import LocalStore from '@fastify/rate-limit/store/LocalStore.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../src/server/start.js';
 
 const MASTER = '5e'.repeat(32);
 const SENTINEL_VALUE = 'sk_live_HOTREAD_SENTINEL_6b1f0c';
 /** headers that differ per request by nature */
-const PER_REQUEST = new Set(['x-request-id', 'date', 'ratelimit-remaining', 'content-length']);
+const PER_REQUEST = new Set(['x-request-id', 'date', 'ratelimit-remaining', 'ratelimit-reset', 'content-length']);
 
 type Res = { status: number; headers: Record<string, string>; json: any; text: string };
 
@@ -40,18 +43,31 @@ function shape(r: Res) {
   return { status: r.status, headers, json };
 }
 
+/** Every count of the per-actor tier in this process (the servers run in it), by key. */
+const actorCounts = new Map<string, number>();
+{
+  const proto = (LocalStore as unknown as { prototype: { incr: (key: string, ...rest: unknown[]) => unknown } }).prototype;
+  const incr = proto.incr;
+  proto.incr = function (this: unknown, key: string, ...rest: unknown[]) {
+    if (key.startsWith('actor:')) actorCounts.set(key, (actorCounts.get(key) ?? 0) + 1);
+    return incr.call(this, key, ...rest);
+  };
+}
+
 describe('secret reads: the hot path answers as the Fastify route does', () => {
   const homes: string[] = [];
+  const logs = { hot: '', fastify: '' };
   let log = '';
-  const sides: Array<{ name: string; s: RunningServer; owner: string; agent: string }> = [];
+  const sides: Array<{ name: 'hot' | 'fastify'; s: RunningServer; owner: string; agent: string }> = [];
 
   beforeAll(async () => {
     for (const hot of [true, false]) {
       const home = mkdtempSync(join(tmpdir(), 'latchkey-hot-'));
       homes.push(home);
-      const logStream = new Writable({ write(chunk, _enc, cb) { log += chunk.toString('utf8'); cb(); } });
+      const side = hot ? 'hot' : 'fastify';
+      const logStream = new Writable({ write(chunk, _enc, cb) { log += chunk.toString('utf8'); logs[side] += chunk.toString('utf8'); cb(); } });
       const s = await startServer({
-        home, host: '127.0.0.1', port: 0, proxyPort: 0, logLevel: 'info', logStream, hotRead: hot,
+        home, host: '127.0.0.1', port: 0, proxyPort: 0, logLevel: 'debug', logStream, hotRead: hot,
         env: { LATCHKEY_MASTER_KEY: MASTER }, rateLimits: { actor: { max: 40, windowMs: 60_000 } },
       });
       const owner = s.initialized!.ownerToken;
@@ -59,7 +75,7 @@ describe('secret reads: the hot path answers as the Fastify route does', () => {
       expect((await post(s.url, '/v1/vaults/default/secrets', owner, { name: 'skill:github:token', value: 'ghp_second' })).status).toBe(201);
       const agent = await post(s.url, '/v1/agents', owner, { name: 'hot-bot', vaults: ['default'] });
       expect(agent.status).toBe(201);
-      sides.push({ name: hot ? 'hot' : 'fastify', s, owner, agent: agent.json.token });
+      sides.push({ name: side, s, owner, agent: agent.json.token });
     }
   });
 
@@ -129,11 +145,12 @@ describe('secret reads: the hot path answers as the Fastify route does', () => {
     expect(reads.some((e) => e.request_id === ok.headers['x-request-id'])).toBe(true);
   });
 
-  it('the per-actor limit counts hot reads and Fastify requests in one tier; over it, the 429 comes from Fastify', async () => {
-    // a fresh actor on each side: an agent of its own would be refused reads; a person's second token counts as the person
+  it('the per-actor limit counts hot reads and Fastify requests in one tier, each request once; over it, the 429 comes from Fastify', async () => {
     for (const x of sides) {
+      const before = [...actorCounts.values()].reduce((a, b) => a + b, 0);
       let last: Res | null = null;
-      for (let i = 0; i < 60 && last?.status !== 429; i++) {
+      let requests = 0;
+      for (let i = 0; i < 60 && last?.status !== 429; i++, requests++) {
         last = await get(x.s.url, i % 2 ? '/v1/vaults/default/secrets/HOT_KEY/value' : '/v1/vaults', x.owner);
       }
       expect(last!.status, x.name).toBe(429);
@@ -142,7 +159,56 @@ describe('secret reads: the hot path answers as the Fastify route does', () => {
       const again = await get(x.s.url, '/v1/vaults/default/secrets/HOT_KEY/value', x.owner);
       expect(again.status).toBe(429);
       expect(again.text).not.toContain(SENTINEL_VALUE);
+      requests++;
+      // every request counted once, the refused ones too (the hot path hands an actor over its
+      // limit to Fastify marked as counted, and Fastify does not count it again)
+      expect([...actorCounts.values()].reduce((a, b) => a + b, 0) - before, x.name).toBe(requests);
     }
+  });
+
+  it('refusals are logged alike (debug), answers too (info)', () => {
+    const msgs = (text: string) => text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    const refused = (text: string) => msgs(text).filter((l) => l.msg === 'request refused' && /not_found|forbidden|denied|validation/.test(String(l.code))).map((l) => `${l.status} ${l.code}`).sort();
+    expect(refused(logs.hot).length).toBeGreaterThan(3);
+    expect(refused(logs.hot)).toEqual(refused(logs.fastify));
+  });
+
+  it('once the server is closing, a read on a busy keep-alive connection gets 503 and the connection ends; close() finishes', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'latchkey-hot-'));
+    homes.push(home);
+    const s = await startServer({ home, host: '127.0.0.1', port: 0, proxyPort: 0, logLevel: 'silent', env: { LATCHKEY_MASTER_KEY: MASTER } });
+    const owner = s.initialized!.ownerToken;
+    expect((await post(s.url, '/v1/vaults/default/secrets', owner, { name: 'HOT_KEY', value: SENTINEL_VALUE })).status).toBe(201);
+    const socket = netConnect(Number(new URL(s.url).port), '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    socket.on('error', () => {});
+    const ended = new Promise<void>((res) => socket.on('close', () => res()));
+    const head = `GET /v1/vaults/default/secrets/HOT_KEY/value HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${owner}\r\n`;
+    const ask = () => socket.write(`${head}\r\n`);
+    const answers = async (n: number) => {
+      for (let i = 0; i < 200 && (got.match(/HTTP\/1\.1 /g) ?? []).length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    };
+    ask();
+    await answers(1);
+    expect(got).toMatch(/^HTTP\/1\.1 200 /);
+    const hotBefore = s.app.hotReads();
+    expect(hotBefore).toBe(1);
+    // the next request begun (so the connection is busy, not idle, when the server starts closing)
+    // and finished once it is closing
+    socket.write(head);
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = s.close();
+    await new Promise((r) => setTimeout(r, 200));
+    socket.write('\r\n');
+    await answers(2);
+    const second = got.slice(got.lastIndexOf('HTTP/1.1 '));
+    expect(second).toMatch(/^HTTP\/1\.1 503 /);
+    expect(second.toLowerCase()).toContain('connection: close');
+    expect(second).not.toContain(SENTINEL_VALUE);
+    await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error('the connection stayed open')), 5000))]);
+    await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error('close() did not finish')), 5000))]);
+    expect(s.app.hotReads()).toBe(hotBefore);
   });
 
   it('logs each hot read as Fastify logs a request, without the token or the value', () => {

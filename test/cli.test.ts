@@ -122,8 +122,10 @@ describe('latchkey CLI (child process, real server)', () => {
 
   it('init --json prints the owner token once, saves it 0600 with this server\'s address (not one saved before); a second init exits 1', async () => {
     // an address saved by an earlier `login` elsewhere: the new owner token must not be sent there
-    writeFileSync(join(home, 'config.json'), JSON.stringify({ addr: 'http://other-server.example:7470' }), { mode: 0o600 });
-    const r = await cli(['init', '--email', 'a@b.c', '--password-stdin', '--json'], { input: 'correct horse battery staple\n', env: { LATCHKEY_PORT: String(port) } });
+    // (and a checkpoint remembered for this address belongs to data that was there before); $LATCHKEY_ADDR
+    // set in the shell is not saved either
+    writeFileSync(join(home, 'config.json'), JSON.stringify({ addr: 'http://other-server.example:7470', checkpoints: { [addr]: '/old/cp.json', 'http://other-server.example:7470': '/other/cp.json' } }), { mode: 0o600 });
+    const r = await cli(['init', '--email', 'a@b.c', '--password-stdin', '--json'], { input: 'correct horse battery staple\n', env: { LATCHKEY_PORT: String(port), LATCHKEY_ADDR: 'http://elsewhere.example:7470' } });
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.token).toMatch(/^lk_pat_/);
@@ -136,6 +138,7 @@ describe('latchkey CLI (child process, real server)', () => {
     expect(JSON.parse(readFileSync(cfgPath, 'utf8')).token).toBe(token);
     expect(j.addr).toBe(addr); // where `latchkey server` listens with this environment
     expect(JSON.parse(readFileSync(cfgPath, 'utf8')).addr).toBe(j.addr);
+    expect(JSON.parse(readFileSync(cfgPath, 'utf8')).checkpoints).toEqual({ 'http://other-server.example:7470': '/other/cp.json' });
 
     const again = await cli(['init', '--json']);
     expect(again.code).toBe(1);

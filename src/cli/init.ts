@@ -3,7 +3,7 @@
  * owner's API token once and saves it for the CLI.
  */
 import type { Command } from 'commander';
-import { writeCliConfig } from './config.js';
+import { readCliConfig, writeCliConfig } from './config.js';
 import { CliError, EXIT, globals, out, printJson, readStdin, usage } from './output.js';
 
 export const MIN_PASSWORD = 12;
@@ -25,10 +25,11 @@ export function initCommand(program: Command, _setCode: (c: number) => void): vo
         if (password.length < MIN_PASSWORD) throw usage(`password: must be at least ${MIN_PASSWORD} characters`);
       }
       // the token is saved with the address this data dir's server will listen on (as `latchkey
-      // server` starts it here), never under an address saved earlier: it must not go to another server
+      // server` starts it here, or --addr), never under an address saved earlier, nor $LATCHKEY_ADDR
+      // (which may point at another server for this shell only): it must not go to another server
       const { defaultListen, localAddr } = await import('./server.js');
       const listen = defaultListen();
-      const addr = globals(cmd).addr || process.env.LATCHKEY_ADDR || localAddr(listen.host, listen.port);
+      const addr = globals(cmd).addr || localAddr(listen.host, listen.port);
       const { openCore, defaultHome } = await import('../core/bootstrap.js');
       const home = defaultHome();
       const { core, initialized } = await openCore({
@@ -39,7 +40,9 @@ export function initCommand(program: Command, _setCode: (c: number) => void): vo
       });
       await core.close();
       if (!initialized) throw new CliError(`already initialised at ${home}`, EXIT.error);
-      const configPath = writeCliConfig({ token: initialized.ownerToken, addr });
+      // an audit checkpoint remembered for that address belongs to the data there before: forgotten
+      const { [addr]: _old, ...checkpoints } = readCliConfig().checkpoints ?? {};
+      const configPath = writeCliConfig({ token: initialized.ownerToken, addr, checkpoints });
       if (opts.json) {
         printJson({ token: initialized.ownerToken, home, key_file: initialized.keyFile, email: opts.email ?? null, config: configPath, addr });
         return;

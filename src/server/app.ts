@@ -85,10 +85,15 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   // secret reads by bearer token take the hot path (hot-read.ts) unless behind a trusted reverse
   // proxy (the client's address is then Fastify's to work out); what it does not take goes on to Fastify
   let app: FastifyInstance;
+  // set when the server starts closing: from then on every request goes to Fastify, which answers
+  // 503 with Connection: close (the hot path and the base-URL bypass would keep serving)
+  let closing = false;
   const hot = opts.trustProxy || opts.hotRead === false ? null : hotRead({
-    core, headers, perimeter: () => app.latchkeyPerimeter ?? null,
+    core, headers, perimeter: () => app.latchkeyPerimeter ?? null, closing: () => closing,
     log: opts.logLevel === 'silent' ? null : {
       incoming: (reqId, method, url, ip) => app.log.info({ reqId, req: { method, url, ip, id: reqId } }, 'incoming request'),
+      // as the error handler below logs a refusal
+      refused: (reqId, code, status) => app.log.debug({ reqId, code, status }, 'request refused'),
       completed: (reqId, statusCode, responseTime) => app.log.info({ reqId, res: { statusCode }, responseTime }, 'request completed'),
     },
     // as the error handler below logs a 500
@@ -96,15 +101,17 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   });
   const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void, o: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number }) => {
     const route = (req: IncomingMessage, res: ServerResponse) => {
-      if (bypass && req.url?.startsWith(BASE_PREFIX)) void bypass(req, res);
+      if (closing) handler(req, res);
+      else if (bypass && req.url?.startsWith(BASE_PREFIX)) void bypass(req, res);
       else if (hot && req.method === 'GET' && req.url?.startsWith('/v1/vaults/') && req.url.includes('/value')) {
+        // the hot path answers whatever it has counted or recorded anything for; it can fail only
+        // before that (then Fastify takes the request as if the hot path had not looked at it)
         hot.handle(req, res).then((took) => {
           if (!took) handler(req, res);
         }, (err: unknown) => {
           app.log.error({ err: { type: (err as Error)?.name } }, 'secret read hot path failed');
           if (!res.headersSent) handler(req, res);
-          else res.destroy();
-        });
+        }).catch(() => res.destroy());
       } else handler(req, res);
     };
     // as Fastify builds its own server (lib/server.js)
@@ -186,6 +193,10 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   await app.register(securityPlugin({ ...opts.security, tls: !!opts.https, headers }));
   app.decorateRequest('ctx', null as never);
   app.decorate('hotReads', () => hot?.served() ?? 0);
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', req.id);

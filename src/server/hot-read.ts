@@ -9,8 +9,11 @@
  * headers on the answer. Every request it is not sure of goes to Fastify untouched, before anything
  * is counted or recorded, so refusals keep their one implementation there: another method, an odd
  * path or query, no bearer token, a blocked address, a token that does not authenticate (Fastify
- * audits the `auth.failure`), or an actor over its limit. Once the read has run, its refusals
- * (403, 404, 400) are answered here as problems, since `read` has already audited them.
+ * audits the `auth.failure`), or a server shutting down (Fastify answers 503). An actor over its
+ * limit goes to Fastify too, marked as counted (the perimeter refuses it without counting it
+ * again). Once the read has run, its refusals (403, 404, 400) are answered here as problems, since
+ * `read` has already audited them; an error after anything was counted is answered here as well
+ * (a 500), never handed on to be done twice.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -22,8 +25,11 @@ import { toProblem } from './http.js';
 export interface Perimeter {
   /** The address is refused for failed credentials (the Fastify path answers 429). */
   blocked(ip: string): boolean;
-  /** Counts one request of `principal` in the per-actor tier: the RateLimit headers to send, or null when over (refused). */
-  countActor(principal: Principal, ip: string): Array<[string, string]> | null | Promise<Array<[string, string]> | null>;
+  /**
+   * Counts one request of `principal` in the per-actor tier: the RateLimit headers to send, or null
+   * when over; then `req` is marked so that the perimeter refuses it without counting it again.
+   */
+  countActor(principal: Principal, ip: string, req: IncomingMessage): Array<[string, string]> | null | Promise<Array<[string, string]> | null>;
 }
 
 export interface HotReadOptions {
@@ -31,11 +37,14 @@ export interface HotReadOptions {
   /** the security headers every answer carries */
   headers: Array<[string, string]>;
   perimeter: () => Perimeter | null;
-  /** logs a request as Fastify does: when taken, and when answered (null when logging is off) */
+  /** logs a request as Fastify does: when taken, a refusal (debug), and when answered (null when logging is off) */
   log: {
-    incoming(reqId: string, method: string, path: string, ip: string): void;
+    incoming(reqId: string, method: string, path: string, ip: string | null): void;
+    refused(reqId: string, code: string, status: number): void;
     completed(reqId: string, statusCode: number, responseTime: number): void;
   } | null;
+  /** true once the server is closing: every request then goes to Fastify (503, Connection: close) */
+  closing: () => boolean;
   /** logs an answer of 500 (an unexpected error) as Fastify's error handler does */
   onError: (err: unknown, reqId: string) => void;
 }
@@ -80,32 +89,47 @@ export function hotRead(o: HotReadOptions): { handle: (req: IncomingMessage, res
     const version = m[3] ? Number(m[3].slice('version='.length)) : undefined;
     const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
     const perimeter = o.perimeter();
-    const ip = req.socket.remoteAddress ?? '';
-    if (!token || !perimeter || perimeter.blocked(ip)) return false;
+    // as Fastify's req.ip without a trusted proxy: the peer's address
+    const ip = req.socket.remoteAddress ?? null;
+    if (!token || !perimeter || o.closing() || perimeter.blocked(ip ?? '')) return false;
     let principal: Principal;
     try {
       principal = await o.core.auth.authenticate(token);
     } catch {
       return false;
     }
-    let rate = perimeter.countActor(principal, ip);
+    // from here on something is counted or recorded: this request is answered here, whatever happens
+    // (an actor over its limit excepted: handed on marked as counted)
+    let rate = perimeter.countActor(principal, ip ?? '', req);
     if (rate instanceof Promise) rate = await rate;
     if (!rate) return false;
 
     const reqId = randomUUID();
     served++;
-    o.log?.incoming(reqId, 'GET', req.url!.split('?')[0]!, ip);
     let status = 200;
     try {
-      const out = await o.core.secrets.read({ principal, ip, requestId: reqId }, vault, name, version);
-      send(res, 200, reqId, rate, 'application/json; charset=utf-8', JSON.stringify(out));
+      o.log?.incoming(reqId, 'GET', req.url!.split('?')[0]!, ip);
+      let body: string;
+      try {
+        body = JSON.stringify(await o.core.secrets.read({ principal, ip, requestId: reqId }, vault, name, version));
+      } catch (err) {
+        const p = toProblem(err, reqId);
+        status = p.status;
+        if (status >= 500) o.onError(err, reqId);
+        else o.log?.refused(reqId, p.code, p.status);
+        send(res, p.status, reqId, rate, 'application/problem+json; charset=utf-8', JSON.stringify(p));
+        return true;
+      }
+      send(res, 200, reqId, rate, 'application/json; charset=utf-8', body);
     } catch (err) {
-      const p = toProblem(err, reqId);
-      status = p.status;
-      if (status >= 500) o.onError(err, reqId);
-      send(res, p.status, reqId, rate, 'application/problem+json; charset=utf-8', JSON.stringify(p));
+      // the answer could not be written (or logged): never handed on, which would count and read again
+      status = 500;
+      o.onError(err, reqId);
+      if (!res.headersSent) send(res, 500, reqId, rate, 'application/problem+json; charset=utf-8', JSON.stringify(toProblem(new Error('internal'), reqId)));
+      else res.destroy();
+    } finally {
+      o.log?.completed(reqId, status, performance.now() - t0);
     }
-    o.log?.completed(reqId, status, performance.now() - t0);
     return true;
   };
   return { handle, served: () => served };

@@ -193,6 +193,8 @@ function rateLimited(reply: FastifyReply, tier: RateTier, max: number, seconds: 
 }
 
 type Check = { tier: RateTier; max: number; remaining: number; ttlSeconds: number; exceeded: boolean };
+/** On a raw request the hot path counted and found over the actor limit (hot-read.ts): refused without counting again. */
+const COUNTED_OVER = Symbol('latchkey.counted-over');
 /** Counts a request in one tier: at once when counted in this process, else (Redis) when Redis answers. */
 type Limiter = (req: FastifyRequest) => Check | Promise<Check>;
 
@@ -307,8 +309,10 @@ export function securityPlugin(opts: SecurityOptions) {
     // limiters did (so replicas of either kind share counts), and straight into the store: its
     // per-request wrapper took several promises per request, and an in-process count needs none.
     const limiter = (tier: RateTier, key: (req: FastifyRequest) => string): Limiter | null => {
-      const { max, windowMs } = limits[tier];
-      if (!(max > 0)) return null;
+      // whole numbers, as the plugin made them (a fractional window would be refused by Redis's PEXPIRE)
+      const max = Math.floor(limits[tier].max);
+      const windowMs = Math.floor(limits[tier].windowMs);
+      if (!(max > 0) || !(windowMs > 0)) return null;
       const store = new SharedStore();
       const check = (res: IncrResult): Check => ({ tier, max, remaining: Math.max(0, max - res.current), ttlSeconds: Math.ceil(res.ttl / 1000), exceeded: res.current > max });
       return (req) => {
@@ -419,9 +423,15 @@ export function securityPlugin(opts: SecurityOptions) {
     // answers without a FastifyRequest: the actor tier's key reads only the address and the principal
     const perimeter: Perimeter = {
       blocked: (ip) => blockedFor(ip) !== null,
-      countActor: (principal, ip) => {
+      countActor: (principal, ip, raw) => {
         const c = count({ ip, ctx: { principal } } as unknown as FastifyRequest, [L.actor]);
-        return c instanceof Promise ? c.then((x) => ('over' in x ? null : x.headers)) : 'over' in c ? null : c.headers;
+        const done = (x: Counted) => {
+          if (!('over' in x)) return x.headers;
+          // refused by Fastify's hook below, which must not count it a second time
+          (raw as unknown as Record<symbol, Check>)[COUNTED_OVER] = x.over;
+          return null;
+        };
+        return c instanceof Promise ? c.then(done) : done(c);
       },
     };
     app.decorate('latchkeyPerimeter', perimeter);
@@ -430,6 +440,8 @@ export function securityPlugin(opts: SecurityOptions) {
     app.addHook('preParsing', async (req, reply) => {
       const p = req.ctx?.principal;
       if (!p || (p.kind !== 'user' && p.kind !== 'agent')) return;
+      const counted = (req.raw as unknown as Record<symbol, Check | undefined>)[COUNTED_OVER];
+      if (counted) throw rateLimited(reply, counted.tier, counted.max, counted.ttlSeconds);
       const tier = req.routeOptions.config?.rateTier;
       const tiers = [L.actor];
       if (tier === 'proposal' && req.method === 'POST') tiers.push(L.proposal);
