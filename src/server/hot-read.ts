@@ -57,7 +57,8 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /**
  * Returns a handler that answers a request it takes and returns true, or returns false (without
- * touching the request) for Fastify to handle. Resolving false happens only before any side effect.
+ * touching the request) for Fastify to handle: only before any side effect, or for an actor over
+ * its limit, marked as counted. It rejects only before any side effect.
  */
 export function hotRead(o: HotReadOptions): { handle: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>; served: () => number } {
   let served = 0;
@@ -124,11 +125,17 @@ export function hotRead(o: HotReadOptions): { handle: (req: IncomingMessage, res
     } catch (err) {
       // the answer could not be written (or logged): never handed on, which would count and read again
       status = 500;
-      o.onError(err, reqId);
-      if (!res.headersSent) send(res, 500, reqId, rate, 'application/problem+json; charset=utf-8', JSON.stringify(toProblem(new Error('internal'), reqId)));
-      else res.destroy();
+      try {
+        o.onError(err, reqId);
+        if (!res.headersSent) send(res, 500, reqId, rate, 'application/problem+json; charset=utf-8', JSON.stringify(toProblem(new Error('internal'), reqId)));
+        else res.destroy();
+      } catch {
+        res.destroy();
+      }
     } finally {
-      o.log?.completed(reqId, status, performance.now() - t0);
+      try {
+        o.log?.completed(reqId, status, performance.now() - t0);
+      } catch { /* answered already; a failing log must not hand the request on */ }
     }
     return true;
   };
