@@ -16,22 +16,23 @@ export const HOP_BY_HOP = new Set([
 /** Also never forwarded upstream: Host (set from the target), Expect (answered by Node), HTTP/2 pseudo headers. */
 const NOT_UPSTREAM = new Set(['host', 'expect', 'http2-settings']);
 
+/** The token of an `Authorization: Bearer <token>` header, or null: the one parser, for the API and the proxy. */
+export function bearerToken(h: string | undefined): string | null {
+  if (!h) return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1]! : null;
+}
+
 /** Where an agent may put its token (base-URL mode): Authorization: Bearer, x-api-key, X-Latchkey-Token. */
 export function agentTokenFrom(h: IncomingHttpHeaders): string | null {
   const x = h['x-latchkey-token'];
   if (typeof x === 'string' && x.trim()) return x.trim();
-  const auth = h.authorization;
-  if (typeof auth === 'string') {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-    if (m && m[1]!.startsWith('lk_')) return m[1]!;
-  }
+  const b = bearerToken(h.authorization);
+  if (b?.startsWith('lk_')) return b;
   const k = h['x-api-key'];
   if (typeof k === 'string' && k.trim().startsWith('lk_')) return k.trim();
   // a Bearer value that is not one of ours still counts as the presented token (a clear 401)
-  if (typeof auth === 'string') {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-    if (m) return m[1]!;
-  }
+  if (b) return b;
   if (typeof k === 'string' && k.trim()) return k.trim();
   return null;
 }

@@ -24,6 +24,7 @@ import { consoleRoutes } from './routes/console.js';
 import { BASE_PREFIX, baseUrlHandler, baseUrlProxy } from '../proxy/base-url.js';
 import type { ProxyPipeline } from '../proxy/pipeline.js';
 import { answerClientError } from '../proxy/forward.js';
+import { bearerToken as bearer } from '../proxy/headers.js';
 import { securityHeaders, securityPlugin, type SecurityOptions } from './security.js';
 import { hotRead } from './hot-read.js';
 
@@ -59,10 +60,9 @@ export const REDACT_PATHS = [
   'req.headers["proxy-authorization"]', 'res.headers["set-cookie"]',
 ];
 
-function bearer(h: string | undefined): string | null {
-  if (!h) return null;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-  return m ? m[1]! : null;
+/** What the log says of an unexpected error: its type, code and where it came from (never its message, which may quote input). */
+function failure(err: unknown) {
+  return { err: { type: (err as Error)?.name, code: (err as { code?: string })?.code }, stack: (err as Error)?.stack?.split('\n').slice(1, 6).join(' | ') };
 }
 
 export async function buildApp(core: Core, opts: AppOptions = {}): Promise<FastifyInstance> {
@@ -97,7 +97,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
       completed: (reqId, statusCode, responseTime) => app.log.info({ reqId, res: { statusCode }, responseTime }, 'request completed'),
     },
     // as the error handler below logs a 500
-    onError: (err, reqId) => app.log.child({ reqId }).error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code }, stack: (err as Error)?.stack?.split('\n').slice(1, 6).join(' | ') }, 'request failed'),
+    onError: (err, reqId) => app.log.error({ reqId, ...failure(err) }, 'request failed'),
   });
   const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void, o: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number }) => {
     const route = (req: IncomingMessage, res: ServerResponse) => {
@@ -229,7 +229,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
 
   app.setErrorHandler((err, req, reply) => {
     const p = toProblem(err, req.id);
-    if (p.status >= 500) req.log.error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code }, stack: (err as Error)?.stack?.split('\n').slice(1, 6).join(' | ') }, 'request failed');
+    if (p.status >= 500) req.log.error(failure(err), 'request failed');
     else req.log.debug({ code: p.code, status: p.status }, 'request refused');
     return sendProblem(reply, p);
   });

@@ -19,6 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Core } from '../core/core.js';
 import type { Principal } from '../core/principal.js';
+import { bearerToken } from '../proxy/headers.js';
 import { toProblem } from './http.js';
 
 /** What the perimeter (security.ts) lends the hot path: its checks, with its counters. */
@@ -53,7 +54,6 @@ export interface HotReadOptions {
 const ROUTE = /^\/v1\/vaults\/([^/?#]{1,189})\/secrets\/([^/?#]{1,384})\/value(?:\?(version=[1-9][0-9]{0,8})?)?$/;
 /** Names the route's validation accepts for certain (anything else goes to Fastify, which says what is wrong). */
 const SAFE_NAME = /^[A-Za-z0-9_:.-]+$/;
-const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /**
  * Returns a handler that answers a request it takes and returns true, or returns false (without
@@ -88,7 +88,7 @@ export function hotRead(o: HotReadOptions): { handle: (req: IncomingMessage, res
     }
     if (vault.length > 63 || name.length > 128 || !SAFE_NAME.test(vault) || !SAFE_NAME.test(name)) return false;
     const version = m[3] ? Number(m[3].slice('version='.length)) : undefined;
-    const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+    const token = bearerToken(req.headers.authorization);
     const perimeter = o.perimeter();
     // as Fastify's req.ip without a trusted proxy: the peer's address
     const ip = req.socket.remoteAddress ?? null;

@@ -22,6 +22,7 @@ import { LatchkeyError, StartupError } from '../core/errors.js';
 import { problem, servedPath } from './http.js';
 import { SESSION_COOKIE } from './routes/access.js';
 import type { Perimeter } from './hot-read.js';
+import { bearerToken as bearer } from '../proxy/headers.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -150,12 +151,6 @@ function throttled(everyMs: number) {
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const APPROVAL_PATH = '/v1/proposals/approval';
-
-function bearer(h: string | undefined): string | null {
-  if (!h) return null;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-  return m ? m[1]! : null;
-}
 
 /** Requests the app's auth hook authenticates (see app.ts): /v1 routes that are not public. */
 function authenticated(req: FastifyRequest): boolean {
