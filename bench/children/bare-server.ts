@@ -9,7 +9,8 @@
  *            then AES-256-GCM decrypt.
  *
  * argv[2] = ceiling | seed. Parent sends {type:'init', id, token, vault, secrets:[{name,value}]};
- * child answers {id, url, pid} once listening.
+ * child answers {id, url, pid} once listening. {type:'elu', id} answers the event loop's busy
+ * milliseconds since start.
  */
 import { createCipheriv, createDecipheriv, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -75,6 +76,10 @@ async function handle(req: IncomingMessage, res: ServerResponse) {
 process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0));
 process.on('message', async (msg: any) => {
+  if (msg?.type === 'elu') {
+    process.send?.({ id: msg.id, ok: true, activeMs: performance.eventLoopUtilization().active });
+    return;
+  }
   if (msg?.type !== 'init') return;
   try {
     tokenHash = hmac(msg.token);

@@ -4,9 +4,11 @@
  *   -> {type:'ready', url, token, pid}
  *   <- {type:'seed', id, prefix, count, concurrency, valueBytes}   create secrets in-process (core API)
  *   <- {type:'mem', id}                                            process.memoryUsage() (the proxy's memory benchmark)
+ *   <- {type:'elu', id}                                            the event loop's busy milliseconds since start
  *   <- {type:'stop', id}                                           close gracefully and exit
  * BENCH_HOME names the data dir; BENCH_PORT the port (default: any free one); BENCH_PROXY_PORT the
- * forward proxy's port (default: no forward proxy). The proxy's LATCHKEY_EGRESS_ALLOW and
+ * forward proxy's port (default: no forward proxy); BENCH_ABLATE=audit drops the events of read-only
+ * operations instead of recording them (the reads bench's ablation row only). The proxy's LATCHKEY_EGRESS_ALLOW and
  * LATCHKEY_UPSTREAM_CA come from this process's environment, as in production.
  */
 import { randomBytes } from 'node:crypto';
@@ -25,6 +27,12 @@ async function main() {
     rateLimits: { actor: { max: 1_000_000_000, windowMs: 60_000 } },
   });
   const startMs = performance.now() - t0;
+  if (process.env.BENCH_ABLATE === 'audit') {
+    // an ablation for the reads bench, never a product mode: events of operations that change
+    // nothing (reads, vends, proxied requests) are dropped instead of durably recorded, to show
+    // what the durable audit costs a read
+    (srv.core as { record: (typeof srv.core)['record'] }).record = () => Promise.resolve();
+  }
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
@@ -41,6 +49,9 @@ async function main() {
         setImmediate(() => process.exit(0));
       } else if (m?.type === 'mem') {
         send({ id: m.id, ok: true, mem: process.memoryUsage() });
+      } else if (m?.type === 'elu') {
+        // milliseconds the event loop has been busy since start (the reads bench divides a slice's share by its reads)
+        send({ id: m.id, ok: true, activeMs: performance.eventLoopUtilization().active });
       } else if (m?.type === 'seed') {
         const ctx = { principal: { kind: 'system' as const }, ip: null, requestId: null };
         const count: number = m.count;

@@ -13,6 +13,8 @@ export interface LatchkeyChild {
   startMs: number;
   /** in-process bulk create through core.secrets.create (each its own audited transaction) */
   seed(prefix: string, count: number, concurrency?: number): Promise<number>;
+  /** the event loop's busy milliseconds since the child started */
+  loopMs(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -35,6 +37,7 @@ export async function startLatchkey(home: string, opts: { token?: string; env?: 
       const r = await rpc<{ ms: number }>(proc, 'seed', { prefix, count, concurrency });
       return r.ms;
     },
+    loopMs: () => loopMs(proc),
     async stop() {
       if (proc.child.exitCode === null && proc.child.connected) {
         await rpc(proc, 'stop', {}, 15_000).catch(() => {});
@@ -48,14 +51,20 @@ export interface BareChild {
   proc: Tracked;
   url: string;
   pid: number;
+  /** the event loop's busy milliseconds since the child started */
+  loopMs(): Promise<number>;
   stop(): Promise<void>;
+}
+
+async function loopMs(proc: Tracked): Promise<number> {
+  return (await rpc<{ activeMs: number }>(proc, 'elu', {})).activeMs;
 }
 
 export async function startBare(mode: 'ceiling' | 'seed', token: string, secrets: Array<{ name: string; value: string }>, vault = 'default'): Promise<BareChild> {
   const proc = forkTracked(benchPath('children/bare-server.js'), [mode], { env: cleanEnv() });
   try {
     const r = await rpc<{ url: string; pid: number }>(proc, 'init', { token, vault, secrets }, 120_000);
-    return { proc, url: r.url, pid: r.pid, stop: () => stopChild(proc, 2000) };
+    return { proc, url: r.url, pid: r.pid, loopMs: () => loopMs(proc), stop: () => stopChild(proc, 2000) };
   } catch (err) {
     await stopChild(proc, 500);
     throw err;
