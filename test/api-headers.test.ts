@@ -327,8 +327,8 @@ describe('TLS on the control plane', () => {
     }
   });
 
-  it('`latchkey server --tls-cert --tls-key` (child process) serves https with HSTS; one flag alone is a usage error', async () => {
-    if (!existsSync(join(ROOT, 'dist', 'src', 'server', 'security.js'))) throw new Error('build first: npm run build');
+  it('`latchkey server --tls-cert --tls-key` (child process, the bundled build) serves https with HSTS, the console and the OpenAPI document; one flag alone is a usage error', async () => {
+    if (!existsSync(join(ROOT, 'dist', 'bin', 'latchkey.mjs'))) throw new Error('build first: npm run build');
     const home = mkdtempSync(join(tmpdir(), 'latchkey-tls-cli-'));
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const k of Object.keys(env)) if (k.startsWith('LATCHKEY_')) delete env[k];
@@ -365,6 +365,19 @@ describe('TLS on the control plane', () => {
       expect(res.status).toBe(200);
       expectSecurityHeaders(res, 'cli https health', true);
       expect(await res.json()).toMatchObject({ status: 'ok' });
+      // the bundle finds the package's files from wherever its chunks are: the built console, the version
+      const index = await fetch(url + '/', { dispatcher: agent });
+      expect(index.status).toBe(200);
+      expect(await index.text()).toMatch(/<script[^>]+src="\/assets\//);
+      const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+      const health = (await fetch(url + '/v1/health', { dispatcher: agent }).then((r) => r.json())) as { version: string };
+      expect(health.version).toBe(version);
+      // a fresh data dir: the server initialised it and printed the owner token once
+      const owner = /lk_pat_[A-Za-z0-9_-]+/.exec(out)?.[0];
+      expect(owner, 'the first start prints the owner token').toBeTruthy();
+      const doc = await fetch(url + '/v1/openapi.json', { dispatcher: agent, headers: { authorization: `Bearer ${owner}` } });
+      expect(doc.status).toBe(200);
+      expect(((await doc.json()) as { paths: Record<string, unknown> }).paths).toHaveProperty(['/v1/vaults/{vault}/secrets/{name}/value']);
     } finally {
       if (child && child.exitCode === null) {
         const done = new Promise((r) => child!.on('exit', r));

@@ -1,8 +1,10 @@
 /**
  * startup: wall time from spawning a process until GET /v1/health answers 200, median of 5,
  * on an already-initialised data dir. Three processes, interleaved run by run:
- *   - the CLI as a user runs it: `node bin/latchkey.js server --port P --proxy-port 0` (the target, ≤ 1 s)
- *   - the bench's own child that calls startServer() directly (no CLI layer), for comparison
+ *   - the CLI as a user runs it: `node bin/latchkey.js server --port P --proxy-port 0` (the target, ≤ 1 s);
+ *     bin/latchkey.js runs the bundled build (dist/bin/latchkey.mjs, vite.cli.config.ts)
+ *   - the bench's own child that calls startServer() directly (no CLI layer) from tsc's unbundled
+ *     output, for comparison: what the bundle saves
  *   - a bare `node -e` http server answering /v1/health: the baseline (Node's own start-up)
  */
 import { get } from 'node:http';
@@ -71,7 +73,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
         start: (port, h) => spawnTracked(process.execPath, [join(root, 'bin/latchkey.js'), 'server', '--port', String(port), '--proxy-port', '0'], { cwd: root, env: cleanEnv({ LATCHKEY_HOME: h }) }),
       },
       {
-        key: 'direct', label: 'startServer() in a child (no CLI layer)',
+        key: 'direct', label: 'startServer() in a child (unbundled, no CLI)',
         start: (port, h) => forkTracked(benchPath('children/latchkey-server.js'), [], { env: cleanEnv({ BENCH_HOME: h, BENCH_PORT: String(port) }) }),
       },
     ];

@@ -21,9 +21,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { constants as osConstants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { LatchkeyClient } from '../client/index.js';
+import { packageRoot } from '../package.js';
 import { ttlArg } from './agent.js';
 import { readCliConfig, resolveToken } from './config.js';
 import { CliError, clientFor, EXIT, printError, usage } from './output.js';
@@ -86,8 +86,9 @@ function systemRoots(): string {
  * its first call. Null when the file is missing.
  */
 function preloadPath(): string | null {
-  const file = fileURLToPath(new URL('../../../bin/fetch-proxy-preload.cjs', import.meta.url));
-  return existsSync(file) ? file : null;
+  const root = packageRoot();
+  const file = root ? join(root, 'bin', 'fetch-proxy-preload.cjs') : null;
+  return file && existsSync(file) ? file : null;
 }
 
 /** The child's environment: ours, minus credentials, plus the proxy and CA variables (and the fetch preload for Node). */

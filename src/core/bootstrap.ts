@@ -5,7 +5,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   defaultKdfParams, findMasterKeySource, generateMasterKey, masterKeyPath, MasterKeyError, missingKeyMessage, parseRawKey,
   stretchPassphrase, wrongKeyMessage, writeKeyFile, MIN_PASSPHRASE, type KdfParams, type MasterKeySource,
@@ -18,26 +17,10 @@ import { jsonLinesSink } from './audit.js';
 import { Core, type CoreInfo } from './core.js';
 import { StartupError } from './errors.js';
 import { systemContext } from './principal.js';
+import { packageVersion } from '../package.js';
 
 export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(env.LATCHKEY_HOME || join(homedir(), '.latchkey'));
-}
-
-export function packageVersion(): string {
-  try {
-    let dir = fileURLToPath(new URL('.', import.meta.url));
-    for (let i = 0; i < 5; i++) {
-      const p = join(dir, 'package.json');
-      if (existsSync(p)) {
-        const j = JSON.parse(readFileSync(p, 'utf8'));
-        if (j.name === 'latchkey') return j.version;
-      }
-      dir = join(dir, '..');
-    }
-  } catch {
-    /* fall through */
-  }
-  return '0.0.0';
 }
 
 export interface OpenOptions {

@@ -5,35 +5,20 @@
  * Hashed assets are cached for good; index.html never. Any other GET path outside /v1/ and
  * /proxy/ is a console route and answers with index.html (the SPA fallback).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { packageRoot } from '../../package.js';
 import { servedPath, type App } from '../http.js';
 
 /** Paths the console never answers: the API and the base-URL proxy keep their own 404s. */
 const NOT_CONSOLE = /^\/(v1|proxy)(\/|$|\?)/;
 
-/** dist/console of this package, found from this file (src/server/routes under tsx or vitest; dist/src/server/routes when built). */
-export function findConsoleDir(from = dirname(fileURLToPath(import.meta.url))): string | null {
-  let dir = from;
-  for (let i = 0; i < 8; i++) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'latchkey') {
-          const out = join(dir, 'dist', 'console');
-          return existsSync(join(out, 'index.html')) ? out : null;
-        }
-      } catch {
-        // not ours; keep walking up
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  return null;
+/** dist/console of this package (null when the console is not built). */
+export function findConsoleDir(): string | null {
+  const root = packageRoot();
+  const out = root ? join(root, 'dist', 'console') : null;
+  return out && existsSync(join(out, 'index.html')) ? out : null;
 }
 
 const NOT_BUILT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Latchkey</title></head>
