@@ -15,7 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { agentTokenFrom } from './headers.js';
+import { agentTokenFrom, decodeSegments } from './headers.js';
 import { ProxyError, type ProxyPipeline, type ProxyTarget } from './pipeline.js';
 
 export const BASE_PREFIX = '/proxy/';
@@ -26,14 +26,9 @@ export function parseBaseUrl(url: string): { vault: string; service: string; pat
   const rest = url.slice(BASE_PREFIX.length);
   const m = /^([^/?#]+)\/([^/?#]+)([/?][^#]*)?$/.exec(rest);
   if (!m) return null;
-  let vault: string;
-  let service: string;
-  try {
-    vault = decodeURIComponent(m[1]!);
-    service = decodeURIComponent(m[2]!);
-  } catch {
-    return null;
-  }
+  const decoded = decodeSegments(m[1]!, m[2]!);
+  if (!decoded) return null;
+  const [vault, service] = decoded as [string, string];
   let path = m[3] ?? '/';
   if (path.startsWith('?')) path = '/' + path;
   return { vault, service, path };

@@ -151,6 +151,15 @@ export function withQuery(path: string, params: Record<string, string>): string 
   return `${base}?${kept.join('&')}`;
 }
 
+/** Percent-decoded path segments, or null when one is malformed (a lone `%`, bad UTF-8). */
+export function decodeSegments(...segments: string[]): string[] | null {
+  try {
+    return segments.map((s) => decodeURIComponent(s));
+  } catch {
+    return null;
+  }
+}
+
 /** A response head for a raw socket: the first lines as given, then every value of every header. */
 export function rawHead(lines: string[], headers: Readonly<Record<string, string | number | string[] | undefined>> = {}): string {
   const out = [...lines];

@@ -109,7 +109,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
         hot.handle(req, res).then((took) => {
           if (!took) handler(req, res);
         }, (err: unknown) => {
-          app.log.error({ err: { type: (err as Error)?.name } }, 'secret read hot path failed');
+          app.log.error(failure(err), 'secret read hot path failed');
           if (!res.headersSent) handler(req, res);
         }).catch(() => res.destroy());
       } else handler(req, res);

@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Core } from '../core/core.js';
 import type { Principal } from '../core/principal.js';
-import { bearerToken } from '../proxy/headers.js';
+import { bearerToken, decodeSegments } from '../proxy/headers.js';
 import { toProblem } from './http.js';
 
 /** What the perimeter (security.ts) lends the hot path: its checks, with its counters. */
@@ -78,14 +78,9 @@ export function hotRead(o: HotReadOptions): { handle: (req: IncomingMessage, res
     const t0 = performance.now();
     const m = ROUTE.exec(req.url ?? '');
     if (!m) return false;
-    let vault: string;
-    let name: string;
-    try {
-      vault = decodeURIComponent(m[1]!);
-      name = decodeURIComponent(m[2]!);
-    } catch {
-      return false;
-    }
+    const decoded = decodeSegments(m[1]!, m[2]!);
+    if (!decoded) return false;
+    const [vault, name] = decoded as [string, string];
     if (vault.length > 63 || name.length > 128 || !SAFE_NAME.test(vault) || !SAFE_NAME.test(name)) return false;
     const version = m[3] ? Number(m[3].slice('version='.length)) : undefined;
     const token = bearerToken(req.headers.authorization);
