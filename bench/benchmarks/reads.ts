@@ -4,7 +4,10 @@
  * the CEILING (token HMAC check + AES-GCM from memory) and the SEED scheme (PBKDF2-SHA256 100k per read).
  * An ABLATION row runs the same server with the events of reads dropped instead of recorded
  * (BENCH_ABLATE=audit in the bench child; no product setting does this), to show the durable
- * audit's share of a read. It has no target.
+ * audit's share of a read. A FLOOR row runs the ceiling plus the least the target's definition
+ * asks of any implementation (the required security headers and a durable, hash-chained audit row
+ * per read in SQLite, group-committed and fsynced; bench/children/bare-server.ts), to show where
+ * the target stands on this machine. Neither has a target.
  *
  * Closed loop: undici Pool, N keep-alive connections, each sends as soon as answered; short rounds
  * alternate between the systems so slow drift in machine noise hits all of them alike. The machine's
@@ -79,6 +82,8 @@ async function run(o: BenchOptions): Promise<BenchResult> {
   let lk: LatchkeyChild | null = null;
   let lkAblation: LatchkeyChild | null = null;
   let ceiling: BareChild | null = null;
+  let floor: BareChild | null = null;
+  const homeFloor = makeTempDir('reads-floor');
   let seed: BareChild | null = null;
   let lg: Tracked | null = null;
   try {
@@ -89,19 +94,20 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     const secrets = Array.from({ length: SECRETS }, (_, i) => ({ name: `BENCH_READ_${String(i).padStart(3, '0')}`, value: `sk_live_${randomBytes(24).toString('base64url')}` }));
     const servers = [lk, lkAblation];
     // the seed baseline derives a PBKDF2 key per secret at start: let that run while Latchkey is filled
-    const bareP = Promise.all([startBare('ceiling', token, secrets), startBare('seed', token, secrets)]);
+    const bareP = Promise.all([startBare('ceiling', token, secrets), startBare('seed', token, secrets), startBare('floor', token, secrets, { dir: homeFloor })]);
     bareP.catch(() => {});
     await parallel(servers.flatMap((l) => secrets.map((s) => ({ l, s }))), 8, async ({ l, s }) => {
       const r = await api(l.url, l.token, 'POST', '/v1/vaults/default/secrets', { name: s.name, value: s.value });
       if (r.status !== 201) throw new Error(`creating ${s.name}: HTTP ${r.status} ${JSON.stringify(r.json)}`);
     });
-    [ceiling, seed] = await bareP;
+    [ceiling, seed, floor] = await bareP;
     lg = await startLoadgen();
     const paths = secrets.map((s) => `/v1/vaults/default/secrets/${s.name}/value`);
     const expect = Object.fromEntries(secrets.map((s, i) => [paths[i]!, s.value]));
     const systems = [
       { system: 'Latchkey (SQLite, audited)', key: 'latchkey', child: lk, token },
       { system: 'ablation: Latchkey, read audit dropped', key: 'ablation', child: lkAblation, token: lkAblation.token },
+      { system: 'floor (bare http + required headers + durable audit row)', key: 'floor', child: floor, token },
       { system: 'ceiling (bare http, mem)', key: 'ceiling', child: ceiling, token },
       { system: 'seed (PBKDF2 100k/read)', key: 'seed', child: seed, token },
     ];
@@ -116,7 +122,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
       url: s.child.url, token: s.token, paths, expect, connections: CONNECTIONS, serverPid: s.child.pid, validateEvery: 16, ...extra,
     });
 
-    const closed: Record<string, RunOut[]> = { latchkey: [], ablation: [], ceiling: [], seed: [] };
+    const closed: Record<string, RunOut[]> = { latchkey: [], ablation: [], floor: [], ceiling: [], seed: [] };
     for (let round = 0; round < cfg.rounds; round++) {
       for (const s of systems) {
         if (s.key === 'seed' && round >= cfg.seedRounds) continue;
@@ -140,13 +146,14 @@ async function run(o: BenchOptions): Promise<BenchResult> {
 
     const L = c.latchkey!;
     const A = c.ablation!;
+    const F = c.floor!;
     const C = c.ceiling!;
     const S = c.seed!;
     const perCpu = (m: Merged) => (m.cpu.server ? m.rps / (m.cpu.server / 100) : null);
     res.tables.push({
       title: `Secret reads, closed loop: ${CONNECTIONS} keep-alive connections, ${SECRETS} secrets round-robin, ${cfg.rounds}×${cfg.sliceMs / 1000} s per system (alternating; the seed ${cfg.seedRounds}×${cfg.seedSliceMs / 1000} s), after ${cfg.warmupMs / 1000} s warm-up`,
       header: ['system', 'reads/s', 'per round', 'vs ceiling (pooled)', 'p50 ms', 'p99 ms', 'reads/CPU-s', 'loop µs/read', 'server CPU', 'loadgen CPU', 'machine CPU', 'errors'],
-      rows: [L, A, C, S].map((m) => [
+      rows: [L, A, F, C, S].map((m) => [
         m.system, fmt(m.rps, 0), m.perRound.map((x) => fmt(x, 0)).join(' / '), `${fmt(m.rps / C.rps, 3)}×`, fmt(m.lat.p50), fmt(m.lat.p99), fmt(perCpu(m), 0), fmt(m.loopUsPerRead, 1),
         fmtPct(m.cpu.server), fmtPct(m.cpu.loadgen), fmtPct(m.cpu.machine), String(m.errors),
       ]),
@@ -165,7 +172,7 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     const lOverC = median(lPaired);
     const pooled = L.rps / C.rps;
     const lOverS = L.rps / S.rps;
-    const errs = L.errors + A.errors + C.errors + S.errors + Object.values(open).reduce((a, m) => a + m.errors, 0);
+    const errs = L.errors + A.errors + F.errors + C.errors + S.errors + Object.values(open).reduce((a, m) => a + m.errors, 0);
     res.targets.push(check('reads: Latchkey / ceiling (throughput)', '≥ 0.50', lOverC, (v) => v >= 0.5 && errs === 0, `${fmt(lOverC, 3)} (median of ${lPaired.length} rounds; pooled ${fmt(pooled, 3)}: ${fmt(L.rps, 0)} vs ${fmt(C.rps, 0)} reads/s)`, errs ? `${errs} errors` : undefined));
     res.targets.push(check('reads: Latchkey / seed PBKDF2 scheme', '≥ 50×', lOverS, (v) => v >= 50 && errs === 0, `${fmt(lOverS, 1)}× (${fmt(L.rps, 0)} vs ${fmt(S.rps, 1)} reads/s)`));
     const cpuRatioC = (perCpu(L) ?? NaN) / (perCpu(C) ?? NaN);
@@ -176,18 +183,22 @@ async function run(o: BenchOptions): Promise<BenchResult> {
     res.notes.push(`Latchkey/ceiling per round: ${lPaired.map((x) => fmt(x, 3)).join(' / ')} (median ${fmt(lOverC, 3)}, the target's figure); ablation per round: ${aPaired.map((x) => fmt(x, 3)).join(' / ')}.`);
     const auditShare = 1 - (perCpu(L) ?? NaN) / (perCpu(A) ?? NaN);
     res.notes.push(`ablation (not a product mode; not a target): the same server with the events of reads dropped instead of durably recorded reaches ${fmt(aOverC, 3)}× the ceiling (median of rounds) (${fmt((perCpu(A) ?? NaN) / (perCpu(C) ?? NaN), 3)}× per CPU-second); the durable audit takes ${fmt(auditShare * 100, 0)}% of an audited read's server CPU.`);
+    const fPaired = paired(F);
+    const fOverC = median(fPaired);
+    res.notes.push(`floor (not a product; not a target): bare node:http with the ceiling's token check and decrypt, plus the five security headers required on every response and a hash-chained audit row per read in SQLite, group-committed and fsynced before the answer (no index on the events, no token lookup, no access check, no rate limit), reaches ${fmt(fOverC, 3)}× the ceiling (median of rounds; per round ${fPaired.map((x) => fmt(x, 3)).join(' / ')}); Latchkey reaches ${fmt(lOverC / fOverC, 3)}× the floor.`);
     res.notes.push(`"loop µs/read" is the server's event-loop busy time per read (the thread that serves HTTP); the fsync of the audit's group commit runs on libuv's pool and is in server CPU only.`);
     if ((C.cpu.loadgen ?? 0) >= 80) {
       res.notes.push(`the load generator used ${fmtPct(C.cpu.loadgen)} of a core while driving the ceiling: near saturation, so the ceiling may be understated (the Latchkey/ceiling ratio overstated); compare reads per CPU-second above.`);
     }
     if ((L.cpu.server ?? 0) >= 90) res.notes.push(`Latchkey's process was CPU-bound (${fmtPct(L.cpu.server)} of a core) in the closed loop.`);
-    for (const m of [L, A, C, S, ...Object.values(open)]) if (m.firstError) res.notes.push(`${m.system}: first error: ${m.firstError}`);
-    res.data = { config: { ...cfg, connections: CONNECTIONS, secrets: SECRETS, openRate: OPEN_RATE }, closed: c, open, ratios: { latchkeyOverCeiling: lOverC, latchkeyOverCeilingPerRound: lPaired, latchkeyOverCeilingPooled: pooled, latchkeyOverSeed: lOverS, perCpuLatchkeyOverCeiling: cpuRatioC, perCpuLatchkeyOverSeed: cpuRatioS, ablationOverCeiling: aOverC, auditShareOfReadCpu: auditShare } };
+    for (const m of [L, A, F, C, S, ...Object.values(open)]) if (m.firstError) res.notes.push(`${m.system}: first error: ${m.firstError}`);
+    res.data = { config: { ...cfg, connections: CONNECTIONS, secrets: SECRETS, openRate: OPEN_RATE }, closed: c, open, ratios: { latchkeyOverCeiling: lOverC, latchkeyOverCeilingPerRound: lPaired, latchkeyOverCeilingPooled: pooled, latchkeyOverSeed: lOverS, perCpuLatchkeyOverCeiling: cpuRatioC, perCpuLatchkeyOverSeed: cpuRatioS, ablationOverCeiling: aOverC, floorOverCeiling: fOverC, floorOverCeilingPerRound: fPaired, auditShareOfReadCpu: auditShare } };
     return res;
   } finally {
     if (lg) await stopChild(lg, 2000);
-    await Promise.all([lk?.stop(), lkAblation?.stop(), ceiling?.stop(), seed?.stop()]);
+    await Promise.all([lk?.stop(), lkAblation?.stop(), ceiling?.stop(), seed?.stop(), floor?.stop()]);
     removeTempDir(home);
+    removeTempDir(homeFloor);
     removeTempDir(homeAblation);
   }
 }
@@ -195,6 +206,6 @@ async function run(o: BenchOptions): Promise<BenchResult> {
 export const reads: Benchmark = {
   name: 'reads',
   title: 'Secret reads through the API vs bare ceiling and seed scheme',
-  estimateSec: [80, 30],
+  estimateSec: [95, 36],
   run,
 };

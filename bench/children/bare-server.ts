@@ -7,17 +7,26 @@
  *   seed     the seed's documented scheme: for every read, derive the key with PBKDF2-SHA256,
  *            100,000 iterations (async, libuv pool) from a passphrase and the secret's own salt,
  *            then AES-256-GCM decrypt.
+ *   floor    the ceiling plus the least the target's own definition asks of any implementation:
+ *            the five security headers required on every response (short values) and a durable
+ *            audit event per read, as a row in SQLite (WAL) with an HMAC chain, group-committed,
+ *            answered only after an fdatasync of the WAL (on the libuv pool). No secondary index
+ *            on the events, no stored tokens, no access check, no rate limit. Not a product.
  *
- * argv[2] = ceiling | seed. Parent sends {type:'init', id, token, vault, secrets:[{name,value}]};
+ * argv[2] = ceiling | seed | floor. Parent sends {type:'init', id, token, vault, secrets:[{name,value}], dir};
+ * `dir` (floor) is where its database goes;
  * child answers {id, url, pid} once listening. {type:'elu', id} answers the event loop's busy
  * milliseconds since start.
  */
-import { createCipheriv, createDecipheriv, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, pbkdf2, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
 
 const pbkdf2Async = promisify(pbkdf2);
-const mode = process.argv[2] === 'seed' ? 'seed' : 'ceiling';
+const mode = process.argv[2] === 'seed' || process.argv[2] === 'floor' ? process.argv[2] : 'ceiling';
 const ITERATIONS = 100_000;
 const ROUTE = /^\/v1\/vaults\/([^/?]+)\/secrets\/([^/?]+)\/value(?:\?.*)?$/;
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
@@ -53,6 +62,71 @@ function decrypt(key: Buffer, s: Sealed, aad: Buffer): string {
   return Buffer.concat([d.update(s.ct), d.final()]).toString('utf8');
 }
 
+/** floor: the headers SPEC and the access issue require on every response, with short values */
+const REQUIRED_HEADERS = {
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'", 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer', 'permissions-policy': 'camera=(), microphone=(), geolocation=()',
+};
+
+/** floor: a hash-chained audit row per read in SQLite, durable (fdatasync of the WAL) before the answer; concurrent reads share a commit */
+class FloorAudit {
+  private pending: Array<{ vault: string; name: string; ip: string | null; done: (err?: unknown) => void }> = [];
+  private flushing = false;
+  private readonly key = randomBytes(32);
+  private readonly append: (batch: FloorAudit['pending']) => void;
+
+  private constructor(private readonly db: Database.Database, private readonly wal: FileHandle) {
+    const head = db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1');
+    const insert = db.prepare('INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)');
+    const setHead = db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1');
+    this.append = db.transaction((batch: FloorAudit['pending']) => {
+      let { seq, hash } = head.get() as { seq: number; hash: string };
+      const ts = new Date().toISOString();
+      for (const b of batch) {
+        const row = [++seq, randomUUID(), ts, 'user:owner', 'secret.read', b.vault, b.name, 'ok', b.ip, randomUUID(), '{"version":1}', hash];
+        hash = createHmac('sha256', this.key).update(JSON.stringify(row)).digest('hex');
+        insert.run(...row, hash);
+      }
+      setHead.run(seq, hash);
+    });
+  }
+
+  static async open(dir: string): Promise<FloorAudit> {
+    const db = new Database(join(dir, 'floor.db'));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec(`CREATE TABLE audit_events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, ts TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+      vault TEXT, target TEXT, outcome TEXT NOT NULL, ip TEXT, request_id TEXT, details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`);
+    db.exec(`CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL); INSERT INTO audit_head VALUES (1, 0, '')`);
+    return new FloorAudit(db, await open(join(dir, 'floor.db-wal'), 'r'));
+  }
+
+  record(vault: string, name: string, ip: string | null): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ vault, name, ip, done: (err) => (err ? reject(err) : resolve()) });
+      if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length) {
+      const batch = this.pending.splice(0, 1000);
+      try {
+        this.append(batch);
+        await this.wal.datasync();
+        for (const b of batch) b.done();
+      } catch (err) {
+        for (const b of batch) b.done(err);
+      }
+    }
+    this.flushing = false;
+  }
+}
+let floorAudit: FloorAudit | null = null;
+
 function problem(res: ServerResponse, status: number, code: string) {
   res.writeHead(status, { 'content-type': 'application/problem+json' });
   res.end(JSON.stringify({ status, code }));
@@ -69,7 +143,10 @@ async function handle(req: IncomingMessage, res: ServerResponse) {
   if (!s) return problem(res, 404, 'secret_not_found');
   const key = mode === 'seed' ? ((await pbkdf2Async(passphrase, s.salt, ITERATIONS, 32, 'sha256')) as Buffer) : memKey;
   const value = decrypt(key, s, aadFor(vault, name));
-  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  if (floorAudit) {
+    await floorAudit.record(vault, name, req.socket.remoteAddress ?? null);
+    res.writeHead(200, { ...REQUIRED_HEADERS, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  } else res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
   res.end(JSON.stringify({ name, vault, version: 1, value }));
 }
 
@@ -83,6 +160,7 @@ process.on('message', async (msg: any) => {
   if (msg?.type !== 'init') return;
   try {
     tokenHash = hmac(msg.token);
+    if (mode === 'floor') floorAudit = await FloorAudit.open(msg.dir);
     const vault: string = msg.vault ?? 'default';
     // seed: every secret gets its own salt, and its key is derived from the passphrase with it
     await Promise.all((msg.secrets as Array<{ name: string; value: string }>).map(async ({ name, value }) => {

@@ -60,10 +60,11 @@ async function loopMs(proc: Tracked): Promise<number> {
   return (await rpc<{ activeMs: number }>(proc, 'elu', {})).activeMs;
 }
 
-export async function startBare(mode: 'ceiling' | 'seed', token: string, secrets: Array<{ name: string; value: string }>, vault = 'default'): Promise<BareChild> {
-  const proc = forkTracked(benchPath('children/bare-server.js'), [mode], { env: cleanEnv() });
+/** A bare node:http baseline (bench/children/bare-server.ts); `dir` holds the floor's database. */
+export async function startBare(mode: 'ceiling' | 'seed' | 'floor', token: string, secrets: Array<{ name: string; value: string }>, opts: { vault?: string; dir?: string } = {}): Promise<BareChild> {
+  const proc = forkTracked(benchPath('children/bare-server.js'), [mode], { env: cleanEnv(), execArgv: mode === 'seed' ? [] : profileArgs(mode) });
   try {
-    const r = await rpc<{ url: string; pid: number }>(proc, 'init', { token, vault, secrets }, 120_000);
+    const r = await rpc<{ url: string; pid: number }>(proc, 'init', { token, vault: opts.vault ?? 'default', secrets, dir: opts.dir }, 120_000);
     return { proc, url: r.url, pid: r.pid, loopMs: () => loopMs(proc), stop: () => stopChild(proc, 2000) };
   } catch (err) {
     await stopChild(proc, 500);
