@@ -71,7 +71,9 @@ const REQUIRED_HEADERS = {
 /** floor: a hash-chained audit row per read in SQLite, durable (fdatasync of the WAL) before the answer; concurrent reads share a commit */
 class FloorAudit {
   private pending: Array<{ vault: string; name: string; ip: string | null; done: (err?: unknown) => void }> = [];
-  private flushing = false;
+  private scheduled = false;
+  private unsynced: FloorAudit['pending'] = [];
+  private syncing = false;
   private readonly key = randomBytes(32);
   private readonly append: (batch: FloorAudit['pending']) => void;
 
@@ -104,25 +106,39 @@ class FloorAudit {
   record(vault: string, name: string, ip: string | null): Promise<void> {
     return new Promise((resolve, reject) => {
       this.pending.push({ vault, name, ip, done: (err) => (err ? reject(err) : resolve()) });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => void this.flush());
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.commit());
       }
     });
   }
 
-  private async flush(): Promise<void> {
-    while (this.pending.length) {
-      const batch = this.pending.splice(0, 1000);
+  /** Commits what is pending at once (also while an fsync runs); answers wait for an fsync that started after their commit. */
+  private commit(): void {
+    this.scheduled = false;
+    const batch = this.pending.splice(0);
+    try {
+      this.append(batch);
+    } catch (err) {
+      for (const b of batch) b.done(err);
+      return;
+    }
+    this.unsynced.push(...batch);
+    if (!this.syncing) void this.sync();
+  }
+
+  private async sync(): Promise<void> {
+    this.syncing = true;
+    while (this.unsynced.length) {
+      const covered = this.unsynced.splice(0);
       try {
-        this.append(batch);
         await this.wal.datasync();
-        for (const b of batch) b.done();
+        for (const b of covered) b.done();
       } catch (err) {
-        for (const b of batch) b.done(err);
+        for (const b of covered) b.done(err);
       }
     }
-    this.flushing = false;
+    this.syncing = false;
   }
 }
 let floorAudit: FloorAudit | null = null;
