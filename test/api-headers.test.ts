@@ -41,10 +41,21 @@ function parseCsp(v: string | null): Record<string, string> {
   return out;
 }
 
-/** Every header the control plane promises on every response. */
+/** The API's answers are never pages: nothing loads from them, nothing frames them. */
+const API_CSP: Record<string, string> = { 'default-src': "'none'", 'frame-ancestors': "'none'" };
+/** helmet's headers that only mean something for a document a browser renders: the console's, not the API's */
+const DOCUMENT_ONLY = ['cross-origin-opener-policy', 'origin-agent-cluster', 'x-dns-prefetch-control', 'x-download-options', 'x-permitted-cross-domain-policies', 'x-xss-protection'];
+
+/** Every header the control plane promises on every response: the API's set under /v1 and /proxy/, the console's elsewhere. */
 function expectSecurityHeaders(res: Response, what: string, tls: boolean) {
   const h = res.headers;
-  expect(parseCsp(h.get('content-security-policy')), `${what}: CSP`).toEqual(CSP);
+  const api = /^\/(?:v1(?:[/?]|$)|proxy\/)/.test(new URL(res.url).pathname);
+  expect(parseCsp(h.get('content-security-policy')), `${what}: CSP`).toEqual(api ? API_CSP : CSP);
+  expect(h.get('cross-origin-resource-policy'), `${what}: CORP`).toBe('same-origin');
+  for (const d of DOCUMENT_ONLY) {
+    if (api) expect(h.get(d), `${what}: no ${d} on an API answer`).toBeNull();
+    else expect(h.get(d), `${what}: ${d} on a console answer`).not.toBeNull();
+  }
   expect(h.get('x-frame-options'), `${what}: X-Frame-Options`).toBe('DENY');
   expect(h.get('x-content-type-options'), `${what}: X-Content-Type-Options`).toBe('nosniff');
   expect(h.get('referrer-policy'), `${what}: Referrer-Policy`).toBe('no-referrer');

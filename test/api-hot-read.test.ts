@@ -106,7 +106,7 @@ describe('secret reads: the hot path answers as the Fastify route does', () => {
     expect(ok.json).toEqual({ name: 'HOT_KEY', vault: 'default', version: 1, value: SENTINEL_VALUE });
     expect(ok.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
     expect(ok.headers['cache-control']).toBe('no-store');
-    expect(ok.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(ok.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'");
     expect(ok.headers['ratelimit-limit']).toBe('40');
     // a namespaced name, percent-encoded, and a given version
     expect((await both('/v1/vaults/default/secrets/skill%3Agithub%3Atoken/value?version=1', 'owner'))[0].json.value).toBe('ghp_second');

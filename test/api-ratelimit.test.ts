@@ -70,7 +70,7 @@ function expect429(r: Res, tier: string, limit: number, windowSeconds = 60) {
   expect(r.headers.get('ratelimit-remaining')).toBe('0');
   expect(r.headers.get('ratelimit-reset')).toBe(String(retry));
   // the perimeter headers are on refusals too
-  expect(r.headers.get('content-security-policy')).toContain("default-src 'self'");
+  expect(r.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
   expect(r.headers.get('x-frame-options')).toBe('DENY');
 }
 

@@ -273,7 +273,7 @@ describeBackends('proxy base-URL mode', (ctx) => {
       expect(res.headers['x-latchkey-error']).toBeUndefined();
       // the control plane's security headers are on proxied answers too (served before Fastify)
       expect(res.headers['x-content-type-options']).toBe('nosniff');
-      expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+      expect(res.headers['content-security-policy']).toContain("default-src 'none'");
     }
   });
 

@@ -81,7 +81,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   const headers = await securityHeaders(!!opts.https);
   // base-URL proxy requests go from the HTTP server straight to the pipeline (see proxy/base-url.ts);
   // behind a trusted reverse proxy they take the Fastify route, which knows the client's address
-  const bypass = opts.proxy && !opts.trustProxy ? baseUrlHandler(opts.proxy, headers) : null;
+  const bypass = opts.proxy && !opts.trustProxy ? baseUrlHandler(opts.proxy, headers.api) : null;
   // secret reads by bearer token take the hot path (hot-read.ts) unless behind a trusted reverse
   // proxy (the client's address is then Fastify's to work out); what it does not take goes on to Fastify
   let app: FastifyInstance;
@@ -89,7 +89,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   // 503 with Connection: close (the hot path and the base-URL bypass would keep serving)
   let closing = false;
   const hot = opts.trustProxy || opts.hotRead === false ? null : hotRead({
-    core, headers, perimeter: () => app.latchkeyPerimeter ?? null, closing: () => closing,
+    core, headers: headers.api, perimeter: () => app.latchkeyPerimeter ?? null, closing: () => closing,
     log: opts.logLevel === 'silent' ? null : {
       incoming: (reqId, method, url, ip) => app.log.info({ reqId, req: { method, url, ip, id: reqId } }, 'incoming request'),
       // as the error handler below logs a refusal
@@ -270,7 +270,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   await app.register(consoleRoutes());
   if (opts.proxy) {
     opts.proxy.setLogger(app.log);
-    await app.register(baseUrlProxy(opts.proxy, headers));
+    await app.register(baseUrlProxy(opts.proxy, headers.api));
   }
   return app;
 }

@@ -1,5 +1,6 @@
 /**
- * The control plane's perimeter, as one plugin: security headers (helmet's, computed once), a closed CORS
+ * The control plane's perimeter, as one plugin: security headers (helmet's, computed once; one set
+ * for the console's pages and files, a shorter and stricter one for the API), a closed CORS
  * policy with a cross-origin check for cookie-authenticated writes, and tiered rate limits
  * (@fastify/rate-limit's stores), counted in memory or, with a Redis URL, shared by every replica.
  *
@@ -23,6 +24,7 @@ import { problem, servedPath } from './http.js';
 import { SESSION_COOKIE } from './routes/access.js';
 import type { Perimeter } from './hot-read.js';
 import { bearerToken as bearer } from '../proxy/headers.js';
+import { BASE_PREFIX } from '../proxy/base-url.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -95,7 +97,7 @@ export interface SecurityOptions {
   /** key prefix in Redis (default `latchkey:rl:`) */
   redisPrefix?: string;
   /** the security headers (securityHeaders()), when the caller already has them */
-  headers?: Array<[string, string]>;
+  headers?: SecurityHeaders;
 }
 
 // ---------------------------------------------------------------- headers
@@ -110,6 +112,15 @@ export const CONTENT_SECURITY_POLICY = {
   'base-uri': ["'none'"],
   'form-action': ["'self'"],
   'object-src': ["'none'"],
+};
+
+/**
+ * The API's answers (JSON, problem+json, proxied responses) are never pages: nothing may load from
+ * them and nothing may frame them.
+ */
+export const API_CONTENT_SECURITY_POLICY = {
+  'default-src': ["'none'"],
+  'frame-ancestors': ["'none'"],
 };
 
 /** Powerful browser features the console never uses, denied to it and to anything it could embed. */
@@ -193,6 +204,25 @@ const COUNTED_OVER = Symbol('latchkey.counted-over');
 /** Counts a request in one tier: at once when counted in this process, else (Redis) when Redis answers. */
 type Limiter = (req: FastifyRequest) => Check | Promise<Check>;
 
+export interface SecurityHeaders {
+  /** the console's pages and files: helmet's full set for documents */
+  document: Array<[string, string]>;
+  /**
+   * the API (`/v1`) and the base-URL proxy: the headers every response must carry (CSP, X-Frame-Options,
+   * nosniff, Referrer-Policy, Permissions-Policy, HSTS under TLS) and Cross-Origin-Resource-Policy,
+   * without helmet's headers that only mean something for a document a browser renders
+   * (Cross-Origin-Opener-Policy, Origin-Agent-Cluster, X-DNS-Prefetch-Control, X-Download-Options,
+   * X-Permitted-Cross-Domain-Policies, X-XSS-Protection). Their size counted: the full set made a
+   * secret read's answer 1.2 KB and took 10-20 % of its CPU.
+   */
+  api: Array<[string, string]>;
+}
+
+/** The set of security headers for a request path: the API's for `/v1` and the base-URL proxy, else the console's. */
+export function headersFor(sets: SecurityHeaders, url: string): Array<[string, string]> {
+  return url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?') || url.startsWith(BASE_PREFIX) ? sets.api : sets.document;
+}
+
 /**
  * The security headers, computed once by helmet from our policy (plus Permissions-Policy, which
  * helmet does not set). helmet's middleware is deterministic for a fixed configuration (no CSP
@@ -200,26 +230,33 @@ type Limiter = (req: FastifyRequest) => Check | Promise<Check>;
  * would set on every response; @fastify/helmet instead rebuilds the middleware per request, which
  * cost about 6 % of a secret read's CPU.
  */
-export async function securityHeaders(tls: boolean): Promise<Array<[string, string]>> {
+export async function securityHeaders(tls: boolean): Promise<SecurityHeaders> {
   const { default: helmet } = await import('helmet');
-  const mw = helmet({
-    contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
+  const common = {
     frameguard: { action: 'deny' },
     referrerPolicy: { policy: 'no-referrer' },
     strictTransportSecurity: tls ? { maxAge: HSTS_MAX_AGE, includeSubDomains: false } : false,
     crossOriginResourcePolicy: { policy: 'same-origin' },
-    crossOriginOpenerPolicy: { policy: 'same-origin' },
-  });
-  const out = new Map<string, string>();
-  const res = {
-    setHeader: (name: string, value: unknown) => void out.set(name, String(value)),
-    removeHeader: (name: string) => void out.delete(name),
+  } as const;
+  const record = (mw: ReturnType<typeof helmet>): Array<[string, string]> => {
+    const out = new Map<string, string>();
+    const res = {
+      setHeader: (name: string, value: unknown) => void out.set(name, String(value)),
+      removeHeader: (name: string) => void out.delete(name),
+    };
+    let failed: unknown = null;
+    mw({} as never, res as never, (err?: unknown) => { failed = err ?? null; });
+    if (failed) throw failed;
+    out.set('Permissions-Policy', PERMISSIONS_POLICY);
+    return [...out];
   };
-  let failed: unknown = null;
-  mw({} as never, res as never, (err?: unknown) => { failed = err ?? null; });
-  if (failed) throw failed;
-  out.set('Permissions-Policy', PERMISSIONS_POLICY);
-  return [...out];
+  return {
+    document: record(helmet({ ...common, contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY }, crossOriginOpenerPolicy: { policy: 'same-origin' } })),
+    api: record(helmet({
+      ...common, contentSecurityPolicy: { useDefaults: false, directives: API_CONTENT_SECURITY_POLICY },
+      crossOriginOpenerPolicy: false, originAgentCluster: false, xDnsPrefetchControl: false, xDownloadOptions: false, xPermittedCrossDomainPolicies: false, xXssProtection: false,
+    })),
+  };
 }
 
 /** The perimeter plugin; register it in buildApp BEFORE the auth hook (its onRequest hooks must run first). */
@@ -233,9 +270,11 @@ export function securityPlugin(opts: SecurityOptions) {
     // headers). On the reply, not the raw response: a header set on the raw response is set again
     // by Fastify's writeHead (Node's "progressive headers" slow path), which made the security
     // headers ~15 % of an authenticated request's CPU.
-    const headers = Object.fromEntries((opts.headers ?? (await securityHeaders(opts.tls))).map(([k, v]) => [k.toLowerCase(), v]));
-    app.addHook('onRequest', (_req, reply, done) => {
-      reply.headers(headers);
+    const sets = opts.headers ?? (await securityHeaders(opts.tls));
+    const object = (h: Array<[string, string]>) => Object.fromEntries(h.map(([k, v]) => [k.toLowerCase(), v]));
+    const headers = { api: object(sets.api), document: object(sets.document) };
+    app.addHook('onRequest', (req, reply, done) => {
+      reply.headers(headersFor(sets, req.url) === sets.api ? headers.api : headers.document);
       done();
     });
 
