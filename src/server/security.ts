@@ -212,15 +212,15 @@ export interface SecurityHeaders {
    * nosniff, Referrer-Policy, Permissions-Policy, HSTS under TLS) and Cross-Origin-Resource-Policy,
    * without helmet's headers that only mean something for a document a browser renders
    * (Cross-Origin-Opener-Policy, Origin-Agent-Cluster, X-DNS-Prefetch-Control, X-Download-Options,
-   * X-Permitted-Cross-Domain-Policies, X-XSS-Protection). Their size counted: the full set made a
-   * secret read's answer 1.2 KB and took 10-20 % of its CPU.
+   * X-Permitted-Cross-Domain-Policies, X-XSS-Protection). Their size counted: with them a secret
+   * read's answer was 1.2 KB, and leaving them out saved 5-8 % of a read's CPU.
    */
   api: Array<[string, string]>;
 }
 
-/** The set of security headers for a request path: the API's for `/v1` and the base-URL proxy, else the console's. */
-export function headersFor(sets: SecurityHeaders, url: string): Array<[string, string]> {
-  return url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?') || url.startsWith(BASE_PREFIX) ? sets.api : sets.document;
+/** True for a request the API's set of security headers is for: `/v1` and the base-URL proxy (everything else is the console's). */
+export function isApiPath(url: string): boolean {
+  return url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?') || url.startsWith(BASE_PREFIX);
 }
 
 /**
@@ -274,7 +274,7 @@ export function securityPlugin(opts: SecurityOptions) {
     const object = (h: Array<[string, string]>) => Object.fromEntries(h.map(([k, v]) => [k.toLowerCase(), v]));
     const headers = { api: object(sets.api), document: object(sets.document) };
     app.addHook('onRequest', (req, reply, done) => {
-      reply.headers(headersFor(sets, req.url) === sets.api ? headers.api : headers.document);
+      reply.headers(isApiPath(req.url) ? headers.api : headers.document);
       done();
     });
 
