@@ -49,7 +49,8 @@ const DOCUMENT_ONLY = ['cross-origin-opener-policy', 'origin-agent-cluster', 'x-
 /** Every header the control plane promises on every response: the API's set under /v1 and /proxy/, the console's elsewhere. */
 function expectSecurityHeaders(res: Response, what: string, tls: boolean) {
   const h = res.headers;
-  const api = /^\/(?:v1(?:[/?]|$)|proxy\/)/.test(new URL(res.url).pathname);
+  // as the router sees the path (percent-decoded): /%761/health is the API's /v1/health
+  const api = /^\/(?:v1|proxy)(?:\/|$)/.test(decodeURI(new URL(res.url).pathname));
   expect(parseCsp(h.get('content-security-policy')), `${what}: CSP`).toEqual(api ? API_CSP : CSP);
   expect(h.get('cross-origin-resource-policy'), `${what}: CORP`).toBe('same-origin');
   for (const d of DOCUMENT_ONLY) {
@@ -149,6 +150,7 @@ describe('security headers, CORS and cross-origin writes (http)', () => {
   it('every header on 200, 201, 400, 401, 403, 404 (in and outside /v1), health and the OpenAPI document; no HSTS over http', async () => {
     const cases: Array<[string, Promise<Response>, number]> = [
       ['health', call('GET', '/v1/health'), 200],
+      ['health, percent-encoded path', call('GET', '/%761/health'), 200],
       ['status', call('GET', '/v1/status', { token: owner }), 200],
       ['openapi', call('GET', '/v1/openapi.json', { token: owner }), 200],
       ['create', call('POST', '/v1/vaults', { token: owner, body: { name: 'hdr-vault' } }), 201],

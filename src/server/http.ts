@@ -54,6 +54,14 @@ export function servedPath(req: FastifyRequest): string {
   }
 }
 
+/** The API (`/v1`) and the base-URL proxy (`/proxy`): never console pages; their answers get the API's security headers. */
+const API_PATH = /^\/(v1|proxy)(\/|$|\?)/;
+
+/** True for a path (servedPath) of the API or the base-URL proxy; every other path is the console's. */
+export function isApiPath(path: string): boolean {
+  return API_PATH.test(path);
+}
+
 export function problem(status: number, code: string, detail: string, requestId: string, field?: string, extra?: Record<string, unknown>): Problem {
   return { type: PROBLEM_TYPE + code, title: TITLES[status] ?? 'Error', status, code, detail, ...(field ? { field } : {}), request_id: requestId, ...(extra ?? {}) };
 }

@@ -20,11 +20,10 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LatchkeyError, StartupError } from '../core/errors.js';
-import { problem, servedPath } from './http.js';
+import { isApiPath, problem, servedPath } from './http.js';
 import { SESSION_COOKIE } from './routes/access.js';
 import type { Perimeter } from './hot-read.js';
 import { bearerToken as bearer } from '../proxy/headers.js';
-import { BASE_PREFIX } from '../proxy/base-url.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -218,11 +217,6 @@ export interface SecurityHeaders {
   api: Array<[string, string]>;
 }
 
-/** True for a request the API's set of security headers is for: `/v1` and the base-URL proxy (everything else is the console's). */
-export function isApiPath(url: string): boolean {
-  return url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?') || url.startsWith(BASE_PREFIX);
-}
-
 /**
  * The security headers, computed once by helmet from our policy (plus Permissions-Policy, which
  * helmet does not set). helmet's middleware is deterministic for a fixed configuration (no CSP
@@ -274,7 +268,7 @@ export function securityPlugin(opts: SecurityOptions) {
     const object = (h: Array<[string, string]>) => Object.fromEntries(h.map(([k, v]) => [k.toLowerCase(), v]));
     const headers = { api: object(sets.api), document: object(sets.document) };
     app.addHook('onRequest', (req, reply, done) => {
-      reply.headers(isApiPath(req.url) ? headers.api : headers.document);
+      reply.headers(isApiPath(servedPath(req)) ? headers.api : headers.document);
       done();
     });
 

@@ -9,10 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { packageRoot } from '../../package.js';
-import { servedPath, type App } from '../http.js';
-
-/** Paths the console never answers: the API and the base-URL proxy keep their own 404s. */
-const NOT_CONSOLE = /^\/(v1|proxy)(\/|$|\?)/;
+import { isApiPath, servedPath, type App } from '../http.js';
 
 /** dist/console of this package (null when the console is not built). */
 export function findConsoleDir(): string | null {
@@ -53,7 +50,8 @@ export function consoleRoutes(opts: { dir?: string | null } = {}) {
 
     app.get('/', { schema: { hide: true } }, async (_req, reply) => sendIndex(reply));
     app.get('/*', { schema: { hide: true } }, async (req: FastifyRequest, reply) => {
-      if (NOT_CONSOLE.test(servedPath(req))) return reply.callNotFound();
+      // the API and the base-URL proxy keep their own 404s
+      if (isApiPath(servedPath(req))) return reply.callNotFound();
       // a missing asset is a 404, not the app (a stale index.html would otherwise load HTML as script)
       if (req.url.startsWith('/assets/')) {
         if (!dir) return reply.callNotFound();
